@@ -1,0 +1,20 @@
+//! Wire and configuration types shared by the boxlite host runtime, the per-box shim and the guest.
+//!
+//! The crate is `#![no_std]` + `alloc` so the same types can be used by any component, including
+//! ones that cannot link the standard library. Everything that crosses a process or VM boundary is
+//! encoded with postcard inside a length-prefixed [`frame`].
+
+#![no_std]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod frame;
+pub mod outcome;
+pub mod shim;
+
+pub use frame::{
+    decode_frame, encode_frame, frame_payload_len, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN,
+};
+pub use outcome::{VmOutcome, EXIT_USAGE};
+pub use shim::{ConfigError, ConsoleConfig, LogLevel, ShimConfig, VmConfig, SHIM_CONFIG_VERSION};

@@ -1,0 +1,144 @@
+//! `boxlite-shim`: one process runs one VM. The host runtime writes the VM's configuration on
+//! stdin (never argv or the environment, which other users can read in /proc), the shim runs the
+//! VM and exits with a status that says how it ended ([`boxlite_proto::VmOutcome::exit_code`]).
+
+mod args;
+mod logger;
+mod signals;
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use boxlite_proto::{frame_payload_len, ShimConfig, VmOutcome, EXIT_USAGE, FRAME_HEADER_LEN};
+
+use crate::args::Command;
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("boxlite-shim: {message}\nRun 'boxlite-shim --help' for usage.");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Reads one config frame from stdin: the length prefix first, so an oversized announcement is
+/// refused before anything is allocated for it.
+fn read_config(input: &mut impl Read) -> Result<ShimConfig, String> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    input.read_exact(&mut header).map_err(|e| format!("cannot read the config header from stdin: {e}"))?;
+    let len = frame_payload_len(header).map_err(|e| format!("malformed shim config: {e}"))?;
+    let mut frame = header.to_vec();
+    frame.resize(FRAME_HEADER_LEN + len, 0);
+    input
+        .read_exact(&mut frame[FRAME_HEADER_LEN..])
+        .map_err(|e| format!("cannot read the {len}-byte config from stdin: {e}"))?;
+    ShimConfig::from_frame(&frame).map_err(|e| e.to_string())
+}
+
+fn run(config: ShimConfig, start: Instant) -> ExitCode {
+    logger::init(config.log_level, start);
+    // Before any thread exists, so every thread inherits the mask.
+    if let Err(e) = signals::block_shutdown_signals() {
+        log::error!("cannot block SIGTERM/SIGINT: {e}");
+        return ExitCode::from(VmOutcome::VmmError.exit_code());
+    }
+    let vmm = match boxlite_vmm_core::build_vm(&config.vm) {
+        Ok(vmm) => vmm,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(VmOutcome::VmmError.exit_code());
+        }
+    };
+    if let Err(e) = vmm.shutdown_handle().map_err(io::Error::other).and_then(signals::forward_to) {
+        log::error!("cannot watch for shutdown signals: {e}");
+        return ExitCode::from(VmOutcome::VmmError.exit_code());
+    }
+    match vmm.run() {
+        Ok(exit) => {
+            let _ = io::stdout().flush();
+            log::info!("exit: {} (status {})", exit.end.outcome, exit.end.outcome.exit_code());
+            ExitCode::from(exit.end.outcome.exit_code())
+        }
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(VmOutcome::VmmError.exit_code())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let start = Instant::now();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    match args::parse(&argv) {
+        Ok(Command::Help) => {
+            println!("{}", args::USAGE);
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!("boxlite-shim {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(Command::EncodeConfig(config)) => match config.to_frame() {
+            Ok(bytes) => match io::stdout().lock().write_all(&bytes) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => usage_error(&format!("cannot write the config to stdout: {e}")),
+            },
+            Err(e) => usage_error(&e.to_string()),
+        },
+        Ok(Command::Run(config)) => run(config, start),
+        Ok(Command::RunFromStdin) => {
+            let mut stdin = io::stdin().lock();
+            if stdin.is_terminal() {
+                return usage_error("no flags given and stdin is a terminal: send a config on stdin or use flags");
+            }
+            match read_config(&mut stdin) {
+                Ok(config) => run(config, start),
+                Err(e) => usage_error(&e),
+            }
+        }
+        Err(e) => usage_error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boxlite_proto::{ConsoleConfig, LogLevel, VmConfig, MAX_FRAME_LEN};
+
+    fn config() -> ShimConfig {
+        ShimConfig::new(
+            VmConfig {
+                kernel: "/k".into(),
+                initrd: None,
+                cmdline: "console=ttyS0".into(),
+                mem_mib: 64,
+                vcpus: 1,
+                console: ConsoleConfig::default(),
+            },
+            LogLevel::Info,
+        )
+    }
+
+    #[test]
+    fn reads_exactly_one_frame_and_leaves_the_rest() {
+        let mut bytes = config().to_frame().unwrap();
+        bytes.extend_from_slice(b"trailing");
+        let mut input = io::Cursor::new(bytes);
+        assert_eq!(read_config(&mut input).unwrap(), config());
+        let mut rest = String::new();
+        input.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "trailing");
+    }
+
+    #[test]
+    fn refuses_empty_short_oversized_and_garbage_input() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![], "config header"),
+            (vec![10, 0, 0, 0, 1], "10-byte config"),
+            (((MAX_FRAME_LEN + 1) as u32).to_le_bytes().to_vec(), "exceeds"),
+            (vec![3, 0, 0, 0, 0xff, 0xff, 0xff], "malformed"),
+        ];
+        for (bytes, needle) in cases {
+            let err = read_config(&mut io::Cursor::new(bytes.clone())).unwrap_err();
+            assert!(err.contains(needle), "{bytes:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Assembles a VM from its configuration: memory, kernel, boot structures, legacy devices,
+//! vCPUs and the event loop, in the order each step depends on the previous.
+
+use std::fs::OpenOptions;
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use event_manager::{EventManager, SubscriberOps};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use boxlite_proto::{ConsoleConfig, VmConfig};
+
+use crate::arch::mptable;
+use crate::boot;
+use crate::bus::Bus;
+use crate::error::{Error, Result};
+use crate::exit_monitor::ExitMonitor;
+use crate::layout::{BOOT_TIMER_ADDR, COM1_IRQ, COM1_PORT, I8042_PORT, MAX_VCPUS};
+use crate::legacy::boot_timer::{process_cpu_time, BootTimer, BOOT_TIMER_LEN};
+use crate::legacy::console::{ConsoleSink, ConsoleWriter, PanicWatch};
+use crate::legacy::i8042::{I8042, I8042_PORT_COUNT};
+use crate::legacy::serial::{SerialDevice, SERIAL_PORT_COUNT};
+use crate::legacy::EventFdTrigger;
+use crate::memory::{create_guest_memory, memory_map};
+use crate::vmm::{Subscriber, Vmm};
+use crate::vstate::vcpu::Vcpu;
+use crate::vstate::vm::Vm;
+
+fn eventfd(what: &'static str) -> Result<EventFd> {
+    EventFd::new(EFD_NONBLOCK).map_err(Error::io(what))
+}
+
+/// Opens the console destinations named by `config`.
+pub fn console_sinks(config: &ConsoleConfig) -> Result<Vec<ConsoleSink>> {
+    let mut sinks = Vec::new();
+    if let Some(path) = &config.file {
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|source| {
+            Error::File { what: "cannot open console file", path: path.clone(), source }
+        })?;
+        sinks.push(ConsoleSink::new(path.clone(), Box::new(file)));
+    }
+    if config.stdout {
+        sinks.push(ConsoleSink::new("stdout", Box::new(std::io::stdout())));
+    }
+    Ok(sinks)
+}
+
+fn validate(config: &VmConfig) -> Result<()> {
+    if config.vcpus == 0 || config.vcpus > MAX_VCPUS {
+        return Err(Error::InvalidConfig(format!(
+            "{} vCPUs requested; boxlite supports 1..={MAX_VCPUS}",
+            config.vcpus
+        )));
+    }
+    if config.kernel.is_empty() {
+        return Err(Error::InvalidConfig("no kernel image given".to_string()));
+    }
+    Ok(())
+}
+
+/// Builds a VM ready to [`Vmm::run`]. Timing for the boot timer starts here.
+pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
+    let start = Instant::now();
+    let start_cpu = process_cpu_time();
+    validate(config)?;
+
+    let vm = Vm::new()?;
+    let memory = Arc::new(create_guest_memory(config.mem_mib)?);
+    vm.register_memory(&memory)?;
+    let mem_bytes = u64::from(config.mem_mib) << 20;
+
+    let kernel = boot::kernel::load(&memory, &config.kernel)?;
+    let cmdline_len = boot::cmdline::write(&memory, &config.cmdline)?;
+    let initrd = match &config.initrd {
+        Some(path) => Some(boot::initrd::load(&memory, path, kernel.kernel_end, mem_bytes)?),
+        None => None,
+    };
+    let map = memory_map(mem_bytes);
+    boot::write_boot_info(&memory, &kernel, cmdline_len, initrd, &map)?;
+    mptable::setup(&memory, config.vcpus)?;
+
+    // Legacy devices.
+    let panic_watch = Arc::new(PanicWatch::default());
+    let serial_irq = eventfd("creating the serial interrupt eventfd")?;
+    vm.fd().register_irqfd(&serial_irq, COM1_IRQ).map_err(Error::kvm("KVM_IRQFD (serial)"))?;
+    let console = ConsoleWriter::new(console_sinks(&config.console)?, panic_watch.clone());
+    let reset = eventfd("creating the reset eventfd")?;
+    let reset_trigger = reset.try_clone().map_err(Error::io("cloning the reset eventfd"))?;
+    let boot_time = Arc::new(Mutex::new(None));
+
+    let mut pio = Bus::new();
+    pio.insert(
+        u64::from(COM1_PORT),
+        SERIAL_PORT_COUNT,
+        Arc::new(Mutex::new(SerialDevice::new(EventFdTrigger(serial_irq), console))),
+    )?;
+    pio.insert(u64::from(I8042_PORT), I8042_PORT_COUNT, Arc::new(Mutex::new(I8042::new(EventFdTrigger(reset_trigger)))))?;
+    let mut mmio = Bus::new();
+    mmio.insert(
+        BOOT_TIMER_ADDR,
+        BOOT_TIMER_LEN,
+        Arc::new(Mutex::new(BootTimer::new(start, start_cpu, boot_time.clone()))),
+    )?;
+    let (pio, mmio) = (Arc::new(pio), Arc::new(mmio));
+
+    // vCPUs.
+    let base_cpuid = vm.supported_cpuid()?;
+    let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
+    for index in 0..config.vcpus {
+        let vcpu = Vcpu::new(&vm, index, pio.clone(), mmio.clone())?;
+        vcpu.configure(&base_cpuid, config.vcpus, &memory, kernel.entry)?;
+        vcpus.push(vcpu);
+    }
+
+    // Event loop.
+    let vcpu_stopped = eventfd("creating the vCPU stop eventfd")?;
+    let shutdown = eventfd("creating the shutdown eventfd")?;
+    let (vcpu_reports, reports) = channel();
+    let monitor = Arc::new(Mutex::new(ExitMonitor::new(
+        vcpu_stopped.try_clone().map_err(Error::io("cloning the vCPU stop eventfd"))?,
+        reports,
+        reset,
+        shutdown.try_clone().map_err(Error::io("cloning the shutdown eventfd"))?,
+        panic_watch,
+    )));
+    let mut event_manager = EventManager::<Subscriber>::new().map_err(|e| Error::Io {
+        what: "creating the event loop",
+        source: std::io::Error::other(format!("{e:?}")),
+    })?;
+    event_manager.add_subscriber(monitor.clone());
+
+    log::info!(
+        "VM built in {} us: {} MiB, {} vCPU(s), kernel entry {:?}",
+        start.elapsed().as_micros(),
+        config.mem_mib,
+        config.vcpus,
+        kernel.entry
+    );
+    Ok(Vmm { vcpus, event_manager, monitor, vcpu_stopped, vcpu_reports, shutdown, boot_time, vm, memory })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> VmConfig {
+        VmConfig {
+            kernel: "/boot/vmlinux".into(),
+            initrd: None,
+            cmdline: String::new(),
+            mem_mib: 64,
+            vcpus: 1,
+            console: ConsoleConfig::default(),
+        }
+    }
+
+    #[test]
+    fn vcpu_counts_are_bounded() {
+        assert!(validate(&config()).is_ok());
+        for vcpus in [0, MAX_VCPUS + 1] {
+            let err = validate(&VmConfig { vcpus, ..config() }).unwrap_err();
+            assert!(err.to_string().contains("vCPUs"), "{err}");
+        }
+        assert!(validate(&VmConfig { kernel: String::new(), ..config() }).is_err());
+    }
+
+    #[test]
+    fn console_file_is_opened_for_append_and_bad_paths_are_named() {
+        let dir = std::env::temp_dir().join(format!("boxlite-console-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("console.log");
+        std::fs::write(&path, b"old\n").unwrap();
+        let mut sinks =
+            console_sinks(&ConsoleConfig { file: Some(path.to_str().unwrap().into()), stdout: false }).unwrap();
+        assert_eq!(sinks.len(), 1);
+        let mut writer = ConsoleWriter::new(sinks.drain(..).collect(), Arc::default());
+        std::io::Write::write_all(&mut writer, b"new\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"old\nnew\n");
+        let bad = ConsoleConfig { file: Some("/nonexistent-dir/console.log".into()), stdout: false };
+        let err = console_sinks(&bad).err().unwrap();
+        assert!(err.to_string().contains("/nonexistent-dir/console.log"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,162 @@
+//! A built VM and its lifetime: start the vCPU threads, run the event loop until something ends
+//! the VM, then stop every vCPU before returning.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+
+use crate::error::{Error, Result};
+use crate::exit_monitor::{ExitMonitor, VmEnd};
+use crate::legacy::boot_timer::BootTime;
+use crate::vstate::vcpu::{StopReporter, Vcpu};
+use crate::vstate::vm::Vm;
+
+/// The event loop's subscribers: the exit monitor now, devices later.
+pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+
+/// How long the VMM keeps kicking a vCPU thread out of KVM_RUN before giving up on it.
+const VCPU_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Offset from SIGRTMIN of the signal that kicks vCPU threads out of KVM_RUN.
+fn vcpu_kick_signal() -> i32 {
+    SIGRTMIN()
+}
+
+extern "C" fn ignore_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// Installs the (empty) kick handler once per process: its only job is to make KVM_RUN return
+/// EINTR so the vCPU loop re-checks its stop flag.
+fn install_kick_handler() -> Result<()> {
+    static INSTALL: Once = Once::new();
+    let mut result = Ok(());
+    INSTALL.call_once(|| {
+        result = register_signal_handler(vcpu_kick_signal(), ignore_kick).map_err(|e| Error::Io {
+            what: "installing the vCPU kick signal handler",
+            source: std::io::Error::from_raw_os_error(e.errno()),
+        });
+    });
+    result
+}
+
+/// Asks a running VM to shut down, from any thread.
+#[derive(Debug)]
+pub struct ShutdownHandle(EventFd);
+
+impl ShutdownHandle {
+    /// Requests a shutdown; the VM ends with [`boxlite_proto::VmOutcome::HostShutdown`].
+    pub fn request(&self) -> std::io::Result<()> {
+        self.0.write(1)
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct VmExit {
+    /// Outcome and details.
+    pub end: VmEnd,
+    /// The guest's boot-timer report, if it sent one.
+    pub boot_time: Option<BootTime>,
+}
+
+/// A VM ready to run. Built by [`crate::builder::build_vm`].
+pub struct Vmm {
+    // Field order is drop order: vCPU fds before the VM fd, guest memory last.
+    pub(crate) vcpus: Vec<Vcpu>,
+    pub(crate) event_manager: EventManager<Subscriber>,
+    pub(crate) monitor: Arc<Mutex<ExitMonitor>>,
+    pub(crate) vcpu_stopped: EventFd,
+    pub(crate) vcpu_reports: std::sync::mpsc::Sender<crate::vstate::vcpu::VcpuStopped>,
+    pub(crate) shutdown: EventFd,
+    pub(crate) boot_time: Arc<Mutex<Option<BootTime>>>,
+    pub(crate) vm: Vm,
+    pub(crate) memory: Arc<GuestMemoryMmap>,
+}
+
+impl Vmm {
+    /// A handle that asks this VM to shut down.
+    pub fn shutdown_handle(&self) -> Result<ShutdownHandle> {
+        self.shutdown.try_clone().map(ShutdownHandle).map_err(Error::io("cloning the shutdown eventfd"))
+    }
+
+    /// Registers another event-loop subscriber (a device backend).
+    pub fn add_subscriber(&mut self, subscriber: Subscriber) {
+        self.event_manager.add_subscriber(subscriber);
+    }
+
+    /// The VM's KVM state.
+    pub fn vm(&self) -> &Vm {
+        &self.vm
+    }
+
+    /// Starts the vCPUs and runs until the VM ends, then stops every vCPU.
+    pub fn run(mut self) -> Result<VmExit> {
+        install_kick_handler()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(self.vcpus.len());
+        for (index, vcpu) in self.vcpus.drain(..).enumerate() {
+            let reporter = StopReporter {
+                sender: self.vcpu_reports.clone(),
+                event: self.vcpu_stopped.try_clone().map_err(Error::io("cloning the vCPU eventfd"))?,
+            };
+            let thread_stop = stop.clone();
+            // The thread holds the guest memory so the mapping outlives its KVM_RUN calls.
+            let memory = self.memory.clone();
+            let spawned = std::thread::Builder::new().name(format!("vcpu{index}")).spawn(move || {
+                vcpu.run(&thread_stop, &reporter);
+                drop(memory);
+            });
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    stop_vcpus(&stop, threads);
+                    return Err(Error::Io { what: "spawning a vCPU thread", source: e });
+                }
+            }
+        }
+
+        let end = loop {
+            if let Some(end) = self.monitor.lock().unwrap_or_else(|p| p.into_inner()).end().cloned() {
+                break end;
+            }
+            if let Err(e) = self.event_manager.run() {
+                stop_vcpus(&stop, threads);
+                return Err(Error::Io {
+                    what: "waiting for VM events",
+                    source: std::io::Error::other(format!("{e:?}")),
+                });
+            }
+        };
+        stop_vcpus(&stop, threads);
+        let boot_time = *self.boot_time.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(VmExit { end, boot_time })
+    }
+}
+
+/// Sets the stop flag and kicks each vCPU thread out of KVM_RUN until it has returned. A signal
+/// can land just before a thread enters KVM_RUN, so one kick is not enough: keep kicking.
+fn stop_vcpus(stop: &AtomicBool, threads: Vec<JoinHandle<()>>) {
+    stop.store(true, Ordering::Release);
+    let deadline = Instant::now() + VCPU_STOP_TIMEOUT;
+    for thread in threads {
+        let name = thread.thread().name().unwrap_or("vcpu").to_string();
+        while !thread.is_finished() {
+            if Instant::now() > deadline {
+                log::error!("{name} did not leave KVM_RUN within {VCPU_STOP_TIMEOUT:?}; abandoning it");
+                break;
+            }
+            if let Err(e) = thread.kill(vcpu_kick_signal()) {
+                log::warn!("cannot signal {name}: {e}");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if thread.is_finished() && thread.join().is_err() {
+            log::error!("{name} panicked");
+        }
+    }
+}
