@@ -41,7 +41,10 @@ impl fmt::Display for FrameError {
                 write!(f, "truncated frame: need {needed} bytes, have {available}")
             }
             FrameError::TooLarge(len) => {
-                write!(f, "frame payload of {len} bytes exceeds the {MAX_FRAME_LEN}-byte limit")
+                write!(
+                    f,
+                    "frame payload of {len} bytes exceeds the {MAX_FRAME_LEN}-byte limit"
+                )
             }
             FrameError::TrailingBytes(n) => write!(f, "{n} unexpected bytes after the frame"),
             FrameError::Payload(e) => write!(f, "invalid frame payload: {e}"),
@@ -114,28 +117,46 @@ mod tests {
     fn refuses_truncated_header_and_body() {
         assert_eq!(
             decode_frame::<u32>(&[1, 0]),
-            Err(FrameError::Truncated { needed: 4, available: 2 })
+            Err(FrameError::Truncated {
+                needed: 4,
+                available: 2
+            })
         );
         assert_eq!(
             decode_frame::<u32>(&[5, 0, 0, 0, 1]),
-            Err(FrameError::Truncated { needed: 9, available: 5 })
+            Err(FrameError::Truncated {
+                needed: 9,
+                available: 5
+            })
         );
     }
 
     #[test]
     fn refuses_oversized_frames_before_reading_them() {
         let header = ((MAX_FRAME_LEN + 1) as u32).to_le_bytes();
-        assert_eq!(frame_payload_len(header), Err(FrameError::TooLarge(MAX_FRAME_LEN + 1)));
-        assert_eq!(decode_frame::<u32>(&header), Err(FrameError::TooLarge(MAX_FRAME_LEN + 1)));
+        assert_eq!(
+            frame_payload_len(header),
+            Err(FrameError::TooLarge(MAX_FRAME_LEN + 1))
+        );
+        assert_eq!(
+            decode_frame::<u32>(&header),
+            Err(FrameError::TooLarge(MAX_FRAME_LEN + 1))
+        );
     }
 
     #[test]
     fn refuses_trailing_bytes_and_garbage() {
         let mut bytes = encode_frame(&1u8).unwrap();
         bytes.push(0);
-        assert_eq!(decode_frame::<u8>(&bytes), Err(FrameError::TrailingBytes(1)));
+        assert_eq!(
+            decode_frame::<u8>(&bytes),
+            Err(FrameError::TrailingBytes(1))
+        );
         // A string whose announced length runs past the payload.
         let garbage = vec![2, 0, 0, 0, 0x7f, b'a'];
-        assert!(matches!(decode_frame::<String>(&garbage), Err(FrameError::Payload(_))));
+        assert!(matches!(
+            decode_frame::<String>(&garbage),
+            Err(FrameError::Payload(_))
+        ));
     }
 }

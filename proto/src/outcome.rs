@@ -82,7 +82,10 @@ mod tests {
     fn exit_codes_are_distinct_and_round_trip() {
         for outcome in VmOutcome::ALL {
             assert_ne!(outcome.exit_code(), EXIT_USAGE);
-            assert_eq!(VmOutcome::from_exit_code(outcome.exit_code()), Some(outcome));
+            assert_eq!(
+                VmOutcome::from_exit_code(outcome.exit_code()),
+                Some(outcome)
+            );
         }
         let mut codes = VmOutcome::ALL.map(VmOutcome::exit_code);
         codes.sort_unstable();
@@ -94,6 +97,9 @@ mod tests {
     #[test]
     fn names_are_stable() {
         assert_eq!(VmOutcome::GuestPanic.name(), "guest-panic");
-        assert_eq!(alloc::format!("{}", VmOutcome::HostShutdown), "host-shutdown");
+        assert_eq!(
+            alloc::format!("{}", VmOutcome::HostShutdown),
+            "host-shutdown"
+        );
     }
 }

@@ -109,7 +109,11 @@ impl core::error::Error for ConfigError {}
 impl ShimConfig {
     /// A config at the current version.
     pub fn new(vm: VmConfig, log_level: LogLevel) -> ShimConfig {
-        ShimConfig { version: SHIM_CONFIG_VERSION, vm, log_level }
+        ShimConfig {
+            version: SHIM_CONFIG_VERSION,
+            vm,
+            log_level,
+        }
     }
 
     /// Encodes the config as one length-prefixed frame.
@@ -143,7 +147,10 @@ mod tests {
                 cmdline: "console=ttyS0 reboot=k panic=-1".to_string(),
                 mem_mib: 256,
                 vcpus: 2,
-                console: ConsoleConfig { file: Some("/tmp/console.log".to_string()), stdout: true },
+                console: ConsoleConfig {
+                    file: Some("/tmp/console.log".to_string()),
+                    stdout: true,
+                },
             },
             LogLevel::Info,
         )
@@ -162,7 +169,13 @@ mod tests {
         config.version = 99;
         let bytes = encode_frame(&config).unwrap();
         let err = ShimConfig::from_frame(&bytes).unwrap_err();
-        assert_eq!(err, ConfigError::Version { found: 99, expected: SHIM_CONFIG_VERSION });
+        assert_eq!(
+            err,
+            ConfigError::Version {
+                found: 99,
+                expected: SHIM_CONFIG_VERSION
+            }
+        );
         assert!(err.to_string().contains("version 99"));
     }
 
@@ -170,7 +183,10 @@ mod tests {
     fn every_truncation_of_a_valid_frame_is_an_error() {
         let bytes = sample().to_frame().unwrap();
         for cut in 0..bytes.len() {
-            assert!(ShimConfig::from_frame(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                ShimConfig::from_frame(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 

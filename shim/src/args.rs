@@ -90,8 +90,9 @@ fn parse_flags(args: &[String]) -> Result<ShimConfig, String> {
             }
             "--log-level" => {
                 let level = value()?;
-                log_level = LogLevel::parse(level)
-                    .ok_or_else(|| format!("unknown log level '{level}' (error, warn, info, debug, trace)"))?;
+                log_level = LogLevel::parse(level).ok_or_else(|| {
+                    format!("unknown log level '{level}' (error, warn, info, debug, trace)")
+                })?;
             }
             other => return Err(format!("unknown argument '{other}'")),
         }
@@ -100,11 +101,23 @@ fn parse_flags(args: &[String]) -> Result<ShimConfig, String> {
         console.stdout = true;
     }
     let kernel = kernel.ok_or("--kernel is required")?;
-    Ok(ShimConfig::new(VmConfig { kernel, initrd, cmdline, mem_mib, vcpus, console }, log_level))
+    Ok(ShimConfig::new(
+        VmConfig {
+            kernel,
+            initrd,
+            cmdline,
+            mem_mib,
+            vcpus,
+            console,
+        },
+        log_level,
+    ))
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-    value.parse().map_err(|_| format!("{flag}: '{value}' is not a valid number"))
+    value
+        .parse()
+        .map_err(|_| format!("{flag}: '{value}' is not a valid number"))
 }
 
 #[cfg(test)]
@@ -123,29 +136,69 @@ mod tests {
 
     #[test]
     fn flags_build_a_config_with_defaults() {
-        let Ok(Command::Run(config)) = parse(&args(&["--kernel", "/k"])) else { panic!() };
+        let Ok(Command::Run(config)) = parse(&args(&["--kernel", "/k"])) else {
+            panic!()
+        };
         assert_eq!(config.vm.kernel, "/k");
         assert_eq!(config.vm.cmdline, DEFAULT_CMDLINE);
         assert_eq!((config.vm.mem_mib, config.vm.vcpus), (256, 1));
-        assert_eq!(config.vm.console, ConsoleConfig { file: None, stdout: true });
+        assert_eq!(
+            config.vm.console,
+            ConsoleConfig {
+                file: None,
+                stdout: true
+            }
+        );
     }
 
     #[test]
     fn every_flag_is_honoured() {
         let list = [
-            "encode-config", "--kernel", "/k", "--initrd", "/i", "--cmdline", "a=b", "--mem-mib", "64",
-            "--vcpus", "2", "--console", "/tmp/c.log", "--console", "-", "--log-level", "debug",
+            "encode-config",
+            "--kernel",
+            "/k",
+            "--initrd",
+            "/i",
+            "--cmdline",
+            "a=b",
+            "--mem-mib",
+            "64",
+            "--vcpus",
+            "2",
+            "--console",
+            "/tmp/c.log",
+            "--console",
+            "-",
+            "--log-level",
+            "debug",
         ];
-        let Ok(Command::EncodeConfig(config)) = parse(&args(&list)) else { panic!() };
+        let Ok(Command::EncodeConfig(config)) = parse(&args(&list)) else {
+            panic!()
+        };
         assert_eq!(config.vm.initrd.as_deref(), Some("/i"));
-        assert_eq!((config.vm.cmdline.as_str(), config.vm.mem_mib, config.vm.vcpus), ("a=b", 64, 2));
-        assert_eq!(config.vm.console, ConsoleConfig { file: Some("/tmp/c.log".into()), stdout: true });
+        assert_eq!(
+            (
+                config.vm.cmdline.as_str(),
+                config.vm.mem_mib,
+                config.vm.vcpus
+            ),
+            ("a=b", 64, 2)
+        );
+        assert_eq!(
+            config.vm.console,
+            ConsoleConfig {
+                file: Some("/tmp/c.log".into()),
+                stdout: true
+            }
+        );
         assert_eq!(config.log_level, LogLevel::Debug);
     }
 
     #[test]
     fn a_file_console_alone_keeps_stdout_quiet() {
-        let Ok(Command::Run(config)) = parse(&args(&["--kernel", "/k", "--console", "/c"])) else { panic!() };
+        let Ok(Command::Run(config)) = parse(&args(&["--kernel", "/k", "--console", "/c"])) else {
+            panic!()
+        };
         assert!(!config.vm.console.stdout);
     }
 
@@ -154,11 +207,23 @@ mod tests {
         for (list, needle) in [
             (&["--kernel"][..], "needs a value"),
             (&["--vcpus", "2"][..], "--kernel is required"),
-            (&["--kernel", "/k", "--mem-mib", "lots"][..], "not a valid number"),
-            (&["--kernel", "/k", "--vcpus", "300"][..], "not a valid number"),
+            (
+                &["--kernel", "/k", "--mem-mib", "lots"][..],
+                "not a valid number",
+            ),
+            (
+                &["--kernel", "/k", "--vcpus", "300"][..],
+                "not a valid number",
+            ),
             (&["--kernel", "/k", "--bogus"][..], "unknown argument"),
-            (&["--kernel", "/k", "--log-level", "loud"][..], "unknown log level"),
-            (&["--kernel", "/k", "--console", "/a", "--console", "/b"][..], "at most one file"),
+            (
+                &["--kernel", "/k", "--log-level", "loud"][..],
+                "unknown log level",
+            ),
+            (
+                &["--kernel", "/k", "--console", "/a", "--console", "/b"][..],
+                "at most one file",
+            ),
         ] {
             let err = parse(&args(list)).unwrap_err();
             assert!(err.contains(needle), "{list:?}: {err}");

@@ -23,7 +23,9 @@ fn usage_error(message: &str) -> ExitCode {
 /// refused before anything is allocated for it.
 fn read_config(input: &mut impl Read) -> Result<ShimConfig, String> {
     let mut header = [0u8; FRAME_HEADER_LEN];
-    input.read_exact(&mut header).map_err(|e| format!("cannot read the config header from stdin: {e}"))?;
+    input
+        .read_exact(&mut header)
+        .map_err(|e| format!("cannot read the config header from stdin: {e}"))?;
     let len = frame_payload_len(header).map_err(|e| format!("malformed shim config: {e}"))?;
     let mut frame = header.to_vec();
     frame.resize(FRAME_HEADER_LEN + len, 0);
@@ -47,14 +49,22 @@ fn run(config: ShimConfig, start: Instant) -> ExitCode {
             return ExitCode::from(VmOutcome::VmmError.exit_code());
         }
     };
-    if let Err(e) = vmm.shutdown_handle().map_err(io::Error::other).and_then(signals::forward_to) {
+    if let Err(e) = vmm
+        .shutdown_handle()
+        .map_err(io::Error::other)
+        .and_then(signals::forward_to)
+    {
         log::error!("cannot watch for shutdown signals: {e}");
         return ExitCode::from(VmOutcome::VmmError.exit_code());
     }
     match vmm.run() {
         Ok(exit) => {
             let _ = io::stdout().flush();
-            log::info!("exit: {} (status {})", exit.end.outcome, exit.end.outcome.exit_code());
+            log::info!(
+                "exit: {} (status {})",
+                exit.end.outcome,
+                exit.end.outcome.exit_code()
+            );
             ExitCode::from(exit.end.outcome.exit_code())
         }
         Err(e) => {
@@ -87,7 +97,9 @@ fn main() -> ExitCode {
         Ok(Command::RunFromStdin) => {
             let mut stdin = io::stdin().lock();
             if stdin.is_terminal() {
-                return usage_error("no flags given and stdin is a terminal: send a config on stdin or use flags");
+                return usage_error(
+                    "no flags given and stdin is a terminal: send a config on stdin or use flags",
+                );
             }
             match read_config(&mut stdin) {
                 Ok(config) => run(config, start),
@@ -133,7 +145,10 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (vec![], "config header"),
             (vec![10, 0, 0, 0, 1], "10-byte config"),
-            (((MAX_FRAME_LEN + 1) as u32).to_le_bytes().to_vec(), "exceeds"),
+            (
+                ((MAX_FRAME_LEN + 1) as u32).to_le_bytes().to_vec(),
+                "exceeds",
+            ),
             (vec![3, 0, 0, 0, 0xff, 0xff, 0xff], "malformed"),
         ];
         for (bytes, needle) in cases {

@@ -21,9 +21,12 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const PROTOCOLS: [&str; 2] = ["probe-pvh", "probe-linux64"];
 
 fn probe(name: &str) -> PathBuf {
-    let dir = std::env::var_os("BOXLITE_PROBE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../guest/probe/target/x86_64-unknown-none/release")
-    });
+    let dir = std::env::var_os("BOXLITE_PROBE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../guest/probe/target/x86_64-unknown-none/release")
+        });
     let path = dir.join(name);
     assert!(
         path.is_file(),
@@ -40,12 +43,19 @@ fn wait(mut child: std::process::Child) -> Output {
     while child.try_wait().expect("waiting for the shim").is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            let output = child.wait_with_output().expect("collecting the shim's output");
-            panic!("shim timed out after {TIMEOUT:?}; stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+            let output = child
+                .wait_with_output()
+                .expect("collecting the shim's output");
+            panic!(
+                "shim timed out after {TIMEOUT:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    child.wait_with_output().expect("collecting the shim's output")
+    child
+        .wait_with_output()
+        .expect("collecting the shim's output")
 }
 
 struct Run {
@@ -56,23 +66,41 @@ struct Run {
 
 impl Run {
     fn expect(&self, outcome: VmOutcome) -> &Run {
-        assert_eq!(self.outcome, Some(outcome), "console:\n{}\nlog:\n{}", self.console, self.log);
+        assert_eq!(
+            self.outcome,
+            Some(outcome),
+            "console:\n{}\nlog:\n{}",
+            self.console,
+            self.log
+        );
         self
     }
 
     fn lines(&self) -> Vec<&str> {
-        self.console.lines().map(|l| l.trim_end_matches('\r')).collect()
+        self.console
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .collect()
     }
 
     fn has_line(&self, line: &str) -> &Run {
-        assert!(self.lines().contains(&line), "no line {line:?} in console:\n{}\nlog:\n{}", self.console, self.log);
+        assert!(
+            self.lines().contains(&line),
+            "no line {line:?} in console:\n{}\nlog:\n{}",
+            self.console,
+            self.log
+        );
         self
     }
 }
 
 fn finish(output: Output) -> Run {
     Run {
-        outcome: output.status.code().and_then(|c| u8::try_from(c).ok()).and_then(VmOutcome::from_exit_code),
+        outcome: output
+            .status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .and_then(VmOutcome::from_exit_code),
         console: String::from_utf8_lossy(&output.stdout).into_owned(),
         log: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
@@ -123,7 +151,13 @@ fn memory_above_the_mmio_hole_is_mapped_past_4g() {
         run.expect(VmOutcome::GuestReset)
             .has_line("PROBE: e820 0x100000 0xc0000000 1")
             .has_line("PROBE: e820 0x100000000 0x140000000 1");
-        assert_eq!(run.lines().iter().filter(|l| l.starts_with("PROBE: e820")).count(), 4);
+        assert_eq!(
+            run.lines()
+                .iter()
+                .filter(|l| l.starts_with("PROBE: e820"))
+                .count(),
+            4
+        );
     }
 }
 
@@ -150,8 +184,13 @@ fn application_processors_come_up_through_init_sipi() {
 #[test]
 fn boot_timer_write_is_logged() {
     let run = boot("probe-pvh", "boottimer", &[]);
-    run.expect(VmOutcome::GuestReset).has_line("PROBE: boot timer written");
-    assert!(run.log.contains("boot-timer: guest boot time = "), "log:\n{}", run.log);
+    run.expect(VmOutcome::GuestReset)
+        .has_line("PROBE: boot timer written");
+    assert!(
+        run.log.contains("boot-timer: guest boot time = "),
+        "log:\n{}",
+        run.log
+    );
 }
 
 #[test]
@@ -159,7 +198,11 @@ fn panic_banner_then_reset_is_a_guest_panic() {
     for kernel in PROTOCOLS {
         let run = boot(kernel, "panic", &[]);
         run.expect(VmOutcome::GuestPanic);
-        assert!(run.log.contains("probe requested panic"), "the panic line is reported:\n{}", run.log);
+        assert!(
+            run.log.contains("probe requested panic"),
+            "the panic line is reported:\n{}",
+            run.log
+        );
     }
 }
 
@@ -215,19 +258,33 @@ fn config_on_stdin_boots_like_flags() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawning boxlite-shim");
-    child.stdin.take().unwrap().write_all(&encoded.stdout).unwrap();
-    finish(wait(child)).expect(VmOutcome::GuestReset).has_line("PROBE: cmdline=probe=hello from=stdin");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&encoded.stdout)
+        .unwrap();
+    finish(wait(child))
+        .expect(VmOutcome::GuestReset)
+        .has_line("PROBE: cmdline=probe=hello from=stdin");
 }
 
 #[test]
 fn console_can_go_to_a_file_only() {
-    let path = std::env::temp_dir().join(format!("boxlite-probe-console-{}.log", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("boxlite-probe-console-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let run = boot("probe-pvh", "hello", &["--console", path.to_str().unwrap()]);
     run.expect(VmOutcome::GuestReset);
-    assert_eq!(run.console, "", "stdout stays quiet when only a file is asked for");
+    assert_eq!(
+        run.console, "",
+        "stdout stays quiet when only a file is asked for"
+    );
     let file = std::fs::read_to_string(&path).unwrap();
-    assert!(file.contains("PROBE: cmdline=probe=hello"), "console file:\n{file}");
+    assert!(
+        file.contains("PROBE: cmdline=probe=hello"),
+        "console file:\n{file}"
+    );
     std::fs::remove_file(path).unwrap();
 }
 
@@ -235,9 +292,21 @@ fn console_can_go_to_a_file_only() {
 fn unusable_kernels_and_configs_fail_with_a_reason() {
     let missing = boot_raw(&["--kernel", "/nonexistent/vmlinux"], None);
     assert_eq!(missing.outcome, Some(VmOutcome::VmmError));
-    assert!(missing.log.contains("/nonexistent/vmlinux"), "{}", missing.log);
+    assert!(
+        missing.log.contains("/nonexistent/vmlinux"),
+        "{}",
+        missing.log
+    );
 
-    let too_many = boot_raw(&["--kernel", probe("probe-pvh").to_str().unwrap(), "--vcpus", "33"], None);
+    let too_many = boot_raw(
+        &[
+            "--kernel",
+            probe("probe-pvh").to_str().unwrap(),
+            "--vcpus",
+            "33",
+        ],
+        None,
+    );
     assert_eq!(too_many.outcome, Some(VmOutcome::VmmError));
     assert!(too_many.log.contains("vCPUs"), "{}", too_many.log);
 
@@ -255,7 +324,11 @@ struct RawRun {
 fn boot_raw(args: &[&str], stdin: Option<&[u8]>) -> RawRun {
     let mut child = Command::new(SHIM)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -267,7 +340,9 @@ fn boot_raw(args: &[&str], stdin: Option<&[u8]>) -> RawRun {
     let status = output.status.code();
     RawRun {
         status,
-        outcome: status.and_then(|c| u8::try_from(c).ok()).and_then(VmOutcome::from_exit_code),
+        outcome: status
+            .and_then(|c| u8::try_from(c).ok())
+            .and_then(VmOutcome::from_exit_code),
         log: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }

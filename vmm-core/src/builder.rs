@@ -35,9 +35,15 @@ fn eventfd(what: &'static str) -> Result<EventFd> {
 pub fn console_sinks(config: &ConsoleConfig) -> Result<Vec<ConsoleSink>> {
     let mut sinks = Vec::new();
     if let Some(path) = &config.file {
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|source| {
-            Error::File { what: "cannot open console file", path: path.clone(), source }
-        })?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| Error::File {
+                what: "cannot open console file",
+                path: path.clone(),
+                source,
+            })?;
         sinks.push(ConsoleSink::new(path.clone(), Box::new(file)));
     }
     if config.stdout {
@@ -73,7 +79,12 @@ pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
     let kernel = boot::kernel::load(&memory, &config.kernel)?;
     let cmdline_len = boot::cmdline::write(&memory, &config.cmdline)?;
     let initrd = match &config.initrd {
-        Some(path) => Some(boot::initrd::load(&memory, path, kernel.kernel_end, mem_bytes)?),
+        Some(path) => Some(boot::initrd::load(
+            &memory,
+            path,
+            kernel.kernel_end,
+            mem_bytes,
+        )?),
         None => None,
     };
     let map = memory_map(mem_bytes);
@@ -83,24 +94,39 @@ pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
     // Legacy devices.
     let panic_watch = Arc::new(PanicWatch::default());
     let serial_irq = eventfd("creating the serial interrupt eventfd")?;
-    vm.fd().register_irqfd(&serial_irq, COM1_IRQ).map_err(Error::kvm("KVM_IRQFD (serial)"))?;
+    vm.fd()
+        .register_irqfd(&serial_irq, COM1_IRQ)
+        .map_err(Error::kvm("KVM_IRQFD (serial)"))?;
     let console = ConsoleWriter::new(console_sinks(&config.console)?, panic_watch.clone());
     let reset = eventfd("creating the reset eventfd")?;
-    let reset_trigger = reset.try_clone().map_err(Error::io("cloning the reset eventfd"))?;
+    let reset_trigger = reset
+        .try_clone()
+        .map_err(Error::io("cloning the reset eventfd"))?;
     let boot_time = Arc::new(Mutex::new(None));
 
     let mut pio = Bus::new();
     pio.insert(
         u64::from(COM1_PORT),
         SERIAL_PORT_COUNT,
-        Arc::new(Mutex::new(SerialDevice::new(EventFdTrigger(serial_irq), console))),
+        Arc::new(Mutex::new(SerialDevice::new(
+            EventFdTrigger(serial_irq),
+            console,
+        ))),
     )?;
-    pio.insert(u64::from(I8042_PORT), I8042_PORT_COUNT, Arc::new(Mutex::new(I8042::new(EventFdTrigger(reset_trigger)))))?;
+    pio.insert(
+        u64::from(I8042_PORT),
+        I8042_PORT_COUNT,
+        Arc::new(Mutex::new(I8042::new(EventFdTrigger(reset_trigger)))),
+    )?;
     let mut mmio = Bus::new();
     mmio.insert(
         BOOT_TIMER_ADDR,
         BOOT_TIMER_LEN,
-        Arc::new(Mutex::new(BootTimer::new(start, start_cpu, boot_time.clone()))),
+        Arc::new(Mutex::new(BootTimer::new(
+            start,
+            start_cpu,
+            boot_time.clone(),
+        ))),
     )?;
     let (pio, mmio) = (Arc::new(pio), Arc::new(mmio));
 
@@ -118,10 +144,14 @@ pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
     let shutdown = eventfd("creating the shutdown eventfd")?;
     let (vcpu_reports, reports) = channel();
     let monitor = Arc::new(Mutex::new(ExitMonitor::new(
-        vcpu_stopped.try_clone().map_err(Error::io("cloning the vCPU stop eventfd"))?,
+        vcpu_stopped
+            .try_clone()
+            .map_err(Error::io("cloning the vCPU stop eventfd"))?,
         reports,
         reset,
-        shutdown.try_clone().map_err(Error::io("cloning the shutdown eventfd"))?,
+        shutdown
+            .try_clone()
+            .map_err(Error::io("cloning the shutdown eventfd"))?,
         panic_watch,
     )));
     let mut event_manager = EventManager::<Subscriber>::new().map_err(|e| Error::Io {
@@ -137,7 +167,17 @@ pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
         config.vcpus,
         kernel.entry
     );
-    Ok(Vmm { vcpus, event_manager, monitor, vcpu_stopped, vcpu_reports, shutdown, boot_time, vm, memory })
+    Ok(Vmm {
+        vcpus,
+        event_manager,
+        monitor,
+        vcpu_stopped,
+        vcpu_reports,
+        shutdown,
+        boot_time,
+        vm,
+        memory,
+    })
 }
 
 #[cfg(test)]
@@ -162,7 +202,11 @@ mod tests {
             let err = validate(&VmConfig { vcpus, ..config() }).unwrap_err();
             assert!(err.to_string().contains("vCPUs"), "{err}");
         }
-        assert!(validate(&VmConfig { kernel: String::new(), ..config() }).is_err());
+        assert!(validate(&VmConfig {
+            kernel: String::new(),
+            ..config()
+        })
+        .is_err());
     }
 
     #[test]
@@ -171,15 +215,24 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("console.log");
         std::fs::write(&path, b"old\n").unwrap();
-        let mut sinks =
-            console_sinks(&ConsoleConfig { file: Some(path.to_str().unwrap().into()), stdout: false }).unwrap();
+        let sinks = console_sinks(&ConsoleConfig {
+            file: Some(path.to_str().unwrap().into()),
+            stdout: false,
+        })
+        .unwrap();
         assert_eq!(sinks.len(), 1);
-        let mut writer = ConsoleWriter::new(sinks.drain(..).collect(), Arc::default());
+        let mut writer = ConsoleWriter::new(sinks, Arc::default());
         std::io::Write::write_all(&mut writer, b"new\n").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"old\nnew\n");
-        let bad = ConsoleConfig { file: Some("/nonexistent-dir/console.log".into()), stdout: false };
+        let bad = ConsoleConfig {
+            file: Some("/nonexistent-dir/console.log".into()),
+            stdout: false,
+        };
         let err = console_sinks(&bad).err().unwrap();
-        assert!(err.to_string().contains("/nonexistent-dir/console.log"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent-dir/console.log"),
+            "{err}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

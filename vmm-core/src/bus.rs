@@ -44,7 +44,9 @@ impl Bus {
             .next_back()
             .is_some_and(|(start, slot)| start + slot.len > base);
         if overlaps_previous {
-            return Err(Error::InvalidConfig(format!("bus range {base:#x}..{end:#x} overlaps a device")));
+            return Err(Error::InvalidConfig(format!(
+                "bus range {base:#x}..{end:#x} overlaps a device"
+            )));
         }
         self.slots.insert(base, Slot { len, device });
         Ok(())
@@ -85,7 +87,9 @@ impl Bus {
 /// Locks a device, recovering from a poisoned lock: a vCPU thread that panicked while holding it
 /// must not take every other vCPU down with it.
 fn lock(device: &SharedDevice) -> std::sync::MutexGuard<'_, dyn BusDevice + 'static> {
-    device.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    device
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -114,14 +118,15 @@ mod tests {
         let mut data = [0u8; 1];
         assert!(bus.read(0x3fd, &mut data));
         assert_eq!(data, [5]);
-        assert!(bus.write(0x3f8, &[b'x']));
+        assert!(bus.write(0x3f8, b"x"));
         assert_eq!(device.lock().unwrap().writes, vec![(0, vec![b'x'])]);
     }
 
     #[test]
     fn unmapped_addresses_read_all_ones() {
         let mut bus = Bus::new();
-        bus.insert(0x60, 5, Arc::new(Mutex::new(Recorder::default()))).unwrap();
+        bus.insert(0x60, 5, Arc::new(Mutex::new(Recorder::default())))
+            .unwrap();
         let mut data = [0u8; 2];
         assert!(!bus.read(0x65, &mut data));
         assert_eq!(data, [0xff, 0xff]);

@@ -54,7 +54,14 @@ impl ExitMonitor {
         shutdown: EventFd,
         panic_watch: Arc<PanicWatch>,
     ) -> ExitMonitor {
-        ExitMonitor { vcpu_stopped, vcpu_reports, reset, shutdown, panic_watch, end: None }
+        ExitMonitor {
+            vcpu_stopped,
+            vcpu_reports,
+            reset,
+            shutdown,
+            panic_watch,
+            end: None,
+        }
     }
 
     /// How the VM ended, once it has.
@@ -82,7 +89,10 @@ impl MutEventSubscriber for ExitMonitor {
         if fd == self.vcpu_stopped.as_raw_fd() {
             Self::drain(&self.vcpu_stopped);
             if let Ok(stopped) = self.vcpu_reports.try_recv() {
-                self.conclude(VmEnd { outcome: stopped.outcome, detail: stopped.detail });
+                self.conclude(VmEnd {
+                    outcome: stopped.outcome,
+                    detail: stopped.detail,
+                });
             }
         } else if fd == self.reset.as_raw_fd() {
             Self::drain(&self.reset);
@@ -141,7 +151,14 @@ mod tests {
         )));
         let mut manager = EventManager::new().unwrap();
         manager.add_subscriber(monitor.clone());
-        Fixture { manager, monitor, vcpu, sender, reset, shutdown }
+        Fixture {
+            manager,
+            monitor,
+            vcpu,
+            sender,
+            reset,
+            shutdown,
+        }
     }
 
     #[test]
@@ -160,31 +177,61 @@ mod tests {
         f.manager.run_with_timeout(1000).unwrap();
         f.reset.write(1).unwrap();
         f.manager.run_with_timeout(1000).unwrap();
-        assert_eq!(f.monitor.lock().unwrap().end().unwrap().outcome, VmOutcome::HostShutdown);
+        assert_eq!(
+            f.monitor.lock().unwrap().end().unwrap().outcome,
+            VmOutcome::HostShutdown
+        );
     }
 
     #[test]
     fn vcpu_reports_carry_their_outcome() {
         let mut f = fixture(Arc::default());
         f.sender
-            .send(VcpuStopped { index: 1, outcome: VmOutcome::KvmInternalError, detail: "x".into() })
+            .send(VcpuStopped {
+                index: 1,
+                outcome: VmOutcome::KvmInternalError,
+                detail: "x".into(),
+            })
             .unwrap();
         f.vcpu.write(1).unwrap();
         f.manager.run_with_timeout(1000).unwrap();
         let end = f.monitor.lock().unwrap().end().cloned().unwrap();
-        assert_eq!((end.outcome, end.detail.as_str()), (VmOutcome::KvmInternalError, "x"));
+        assert_eq!(
+            (end.outcome, end.detail.as_str()),
+            (VmOutcome::KvmInternalError, "x")
+        );
     }
 
     #[test]
     fn a_reset_after_the_panic_banner_is_a_panic() {
-        let reset = VmEnd { outcome: VmOutcome::GuestReset, detail: "reset".into() };
-        let refined = refine_with_panic(reset.clone(), Some("Kernel panic - not syncing: boom".into()));
+        let reset = VmEnd {
+            outcome: VmOutcome::GuestReset,
+            detail: "reset".into(),
+        };
+        let refined = refine_with_panic(
+            reset.clone(),
+            Some("Kernel panic - not syncing: boom".into()),
+        );
         assert_eq!(refined.outcome, VmOutcome::GuestPanic);
-        assert!(refined.detail.starts_with("Kernel panic - not syncing: boom"));
-        let triple = VmEnd { outcome: VmOutcome::TripleFault, detail: "tf".into() };
-        assert_eq!(refine_with_panic(triple, Some("p".into())).outcome, VmOutcome::GuestPanic);
-        let shutdown = VmEnd { outcome: VmOutcome::HostShutdown, detail: "s".into() };
-        assert_eq!(refine_with_panic(shutdown, Some("p".into())).outcome, VmOutcome::HostShutdown);
+        assert!(refined
+            .detail
+            .starts_with("Kernel panic - not syncing: boom"));
+        let triple = VmEnd {
+            outcome: VmOutcome::TripleFault,
+            detail: "tf".into(),
+        };
+        assert_eq!(
+            refine_with_panic(triple, Some("p".into())).outcome,
+            VmOutcome::GuestPanic
+        );
+        let shutdown = VmEnd {
+            outcome: VmOutcome::HostShutdown,
+            detail: "s".into(),
+        };
+        assert_eq!(
+            refine_with_panic(shutdown, Some("p".into())).outcome,
+            VmOutcome::HostShutdown
+        );
         assert_eq!(refine_with_panic(reset.clone(), None), reset);
     }
 }

@@ -44,12 +44,24 @@ pub fn ram_regions(mem_bytes: u64) -> Vec<(GuestAddress, u64)> {
 /// out, as on a PC.
 pub fn memory_map(mem_bytes: u64) -> Vec<MemoryMapEntry> {
     let mut map = vec![
-        MemoryMapEntry { addr: 0, size: MPTABLE_START, kind: E820_RAM },
-        MemoryMapEntry { addr: MPTABLE_START, size: EBDA_END - MPTABLE_START, kind: E820_RESERVED },
+        MemoryMapEntry {
+            addr: 0,
+            size: MPTABLE_START,
+            kind: E820_RAM,
+        },
+        MemoryMapEntry {
+            addr: MPTABLE_START,
+            size: EBDA_END - MPTABLE_START,
+            kind: E820_RESERVED,
+        },
     ];
     let low_end = mem_bytes.min(MMIO_HOLE_START);
     if low_end > HIMEM_START {
-        map.push(MemoryMapEntry { addr: HIMEM_START, size: low_end - HIMEM_START, kind: E820_RAM });
+        map.push(MemoryMapEntry {
+            addr: HIMEM_START,
+            size: low_end - HIMEM_START,
+            kind: E820_RAM,
+        });
     }
     if mem_bytes > MMIO_HOLE_START {
         map.push(MemoryMapEntry {
@@ -108,9 +120,21 @@ mod tests {
         assert_eq!(
             memory_map(64 * MIB),
             vec![
-                MemoryMapEntry { addr: 0, size: 0x9fc00, kind: E820_RAM },
-                MemoryMapEntry { addr: 0x9fc00, size: 0x400, kind: E820_RESERVED },
-                MemoryMapEntry { addr: 0x10_0000, size: 63 * MIB, kind: E820_RAM },
+                MemoryMapEntry {
+                    addr: 0,
+                    size: 0x9fc00,
+                    kind: E820_RAM
+                },
+                MemoryMapEntry {
+                    addr: 0x9fc00,
+                    size: 0x400,
+                    kind: E820_RESERVED
+                },
+                MemoryMapEntry {
+                    addr: 0x10_0000,
+                    size: 63 * MIB,
+                    kind: E820_RAM
+                },
             ]
         );
     }
@@ -118,17 +142,41 @@ mod tests {
     #[test]
     fn memory_map_of_a_large_guest_has_ram_above_4g() {
         let map = memory_map(6 * GIB);
-        assert_eq!(map[2], MemoryMapEntry { addr: MIB, size: 3 * GIB - MIB, kind: E820_RAM });
-        assert_eq!(map[3], MemoryMapEntry { addr: 4 * GIB, size: 3 * GIB, kind: E820_RAM });
-        let ram: u64 = map.iter().filter(|e| e.kind == E820_RAM).map(|e| e.size).sum();
+        assert_eq!(
+            map[2],
+            MemoryMapEntry {
+                addr: MIB,
+                size: 3 * GIB - MIB,
+                kind: E820_RAM
+            }
+        );
+        assert_eq!(
+            map[3],
+            MemoryMapEntry {
+                addr: 4 * GIB,
+                size: 3 * GIB,
+                kind: E820_RAM
+            }
+        );
+        let ram: u64 = map
+            .iter()
+            .filter(|e| e.kind == E820_RAM)
+            .map(|e| e.size)
+            .sum();
         // Everything but the MP table slot and the legacy window is usable.
         assert_eq!(ram, 6 * GIB - 0x400 - (HIMEM_START - EBDA_END));
     }
 
     #[test]
     fn out_of_range_sizes_are_refused() {
-        assert!(matches!(create_guest_memory(1), Err(Error::InvalidConfig(_))));
-        assert!(matches!(create_guest_memory(MAX_MEM_MIB + 1), Err(Error::InvalidConfig(_))));
+        assert!(matches!(
+            create_guest_memory(1),
+            Err(Error::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            create_guest_memory(MAX_MEM_MIB + 1),
+            Err(Error::InvalidConfig(_))
+        ));
     }
 
     #[test]

@@ -81,7 +81,10 @@ pub struct Vmm {
 impl Vmm {
     /// A handle that asks this VM to shut down.
     pub fn shutdown_handle(&self) -> Result<ShutdownHandle> {
-        self.shutdown.try_clone().map(ShutdownHandle).map_err(Error::io("cloning the shutdown eventfd"))
+        self.shutdown
+            .try_clone()
+            .map(ShutdownHandle)
+            .map_err(Error::io("cloning the shutdown eventfd"))
     }
 
     /// Registers another event-loop subscriber (a device backend).
@@ -102,26 +105,40 @@ impl Vmm {
         for (index, vcpu) in self.vcpus.drain(..).enumerate() {
             let reporter = StopReporter {
                 sender: self.vcpu_reports.clone(),
-                event: self.vcpu_stopped.try_clone().map_err(Error::io("cloning the vCPU eventfd"))?,
+                event: self
+                    .vcpu_stopped
+                    .try_clone()
+                    .map_err(Error::io("cloning the vCPU eventfd"))?,
             };
             let thread_stop = stop.clone();
             // The thread holds the guest memory so the mapping outlives its KVM_RUN calls.
             let memory = self.memory.clone();
-            let spawned = std::thread::Builder::new().name(format!("vcpu{index}")).spawn(move || {
-                vcpu.run(&thread_stop, &reporter);
-                drop(memory);
-            });
+            let spawned = std::thread::Builder::new()
+                .name(format!("vcpu{index}"))
+                .spawn(move || {
+                    vcpu.run(&thread_stop, &reporter);
+                    drop(memory);
+                });
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
                     stop_vcpus(&stop, threads);
-                    return Err(Error::Io { what: "spawning a vCPU thread", source: e });
+                    return Err(Error::Io {
+                        what: "spawning a vCPU thread",
+                        source: e,
+                    });
                 }
             }
         }
 
         let end = loop {
-            if let Some(end) = self.monitor.lock().unwrap_or_else(|p| p.into_inner()).end().cloned() {
+            if let Some(end) = self
+                .monitor
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .end()
+                .cloned()
+            {
                 break end;
             }
             if let Err(e) = self.event_manager.run() {
@@ -147,7 +164,9 @@ fn stop_vcpus(stop: &AtomicBool, threads: Vec<JoinHandle<()>>) {
         let name = thread.thread().name().unwrap_or("vcpu").to_string();
         while !thread.is_finished() {
             if Instant::now() > deadline {
-                log::error!("{name} did not leave KVM_RUN within {VCPU_STOP_TIMEOUT:?}; abandoning it");
+                log::error!(
+                    "{name} did not leave KVM_RUN within {VCPU_STOP_TIMEOUT:?}; abandoning it"
+                );
                 break;
             }
             if let Err(e) = thread.kill(vcpu_kick_signal()) {

@@ -40,11 +40,15 @@ pub fn boot_gdt(code_flags: u16) -> [u64; 4] {
 /// Expands a GDT entry into the `kvm_segment` KVM wants in `sregs`, so the hidden part of each
 /// segment register matches the table in guest memory.
 pub fn kvm_segment_from_gdt(entry: u64, table_index: u8) -> kvm_segment {
-    let base = (((entry >> 16) & 0x00ff_ffff) | ((entry >> 32) & 0xff00_0000)) as u64;
+    let base = ((entry >> 16) & 0x00ff_ffff) | ((entry >> 32) & 0xff00_0000);
     let raw_limit = ((entry & 0xffff) | ((entry >> 32) & 0x000f_0000)) as u32;
     let granular = (entry >> 55) & 1 == 1;
     // With G=1 the limit counts 4 KiB pages; KVM takes it in bytes.
-    let limit = if granular { (raw_limit << 12) | 0xfff } else { raw_limit };
+    let limit = if granular {
+        (raw_limit << 12) | 0xfff
+    } else {
+        raw_limit
+    };
     let present = ((entry >> 47) & 1) as u8;
     kvm_segment {
         base,
@@ -78,13 +82,25 @@ mod tests {
     #[test]
     fn kvm_segments_decode_their_descriptor() {
         let code = kvm_segment_from_gdt(gdt_entry(CODE64, 0, 0xfffff), 1);
-        assert_eq!((code.selector, code.type_, code.l, code.db, code.g), (8, 0xb, 1, 0, 1));
-        assert_eq!((code.present, code.s, code.limit, code.base), (1, 1, 0xffff_ffff, 0));
+        assert_eq!(
+            (code.selector, code.type_, code.l, code.db, code.g),
+            (8, 0xb, 1, 0, 1)
+        );
+        assert_eq!(
+            (code.present, code.s, code.limit, code.base),
+            (1, 1, 0xffff_ffff, 0)
+        );
         let data = kvm_segment_from_gdt(gdt_entry(DATA, 0, 0xfffff), 2);
-        assert_eq!((data.selector, data.type_, data.db, data.unusable), (16, 3, 1, 0));
+        assert_eq!(
+            (data.selector, data.type_, data.db, data.unusable),
+            (16, 3, 1, 0)
+        );
         // Byte granularity (G=0): the limit is taken as is.
         let tss = kvm_segment_from_gdt(gdt_entry(0x008b, 0x1234_5678, 0x67), 3);
-        assert_eq!((tss.base, tss.limit, tss.g, tss.s), (0x1234_5678, 0x67, 0, 0));
+        assert_eq!(
+            (tss.base, tss.limit, tss.g, tss.s),
+            (0x1234_5678, 0x67, 0, 0)
+        );
         // Page granularity (the boot TSS): limit in 4 KiB units.
         let tss = kvm_segment_from_gdt(gdt_entry(TSS, 0, 0xfffff), 3);
         assert_eq!((tss.limit, tss.g, tss.type_), (0xffff_ffff, 1, 0xb));

@@ -30,9 +30,17 @@ fn with_delivery_mode(reg: u32, mode: u32) -> u32 {
 pub fn set_lint(vcpu: &VcpuFd) -> Result<()> {
     let mut state = vcpu.get_lapic().map_err(Error::kvm("KVM_GET_LAPIC"))?;
     let lvt0 = get_reg(&state, APIC_LVT0);
-    set_reg(&mut state, APIC_LVT0, with_delivery_mode(lvt0, APIC_MODE_EXTINT));
+    set_reg(
+        &mut state,
+        APIC_LVT0,
+        with_delivery_mode(lvt0, APIC_MODE_EXTINT),
+    );
     let lvt1 = get_reg(&state, APIC_LVT1);
-    set_reg(&mut state, APIC_LVT1, with_delivery_mode(lvt1, APIC_MODE_NMI));
+    set_reg(
+        &mut state,
+        APIC_LVT1,
+        with_delivery_mode(lvt1, APIC_MODE_NMI),
+    );
     vcpu.set_lapic(&state).map_err(Error::kvm("KVM_SET_LAPIC"))
 }
 
@@ -42,7 +50,10 @@ mod tests {
 
     #[test]
     fn delivery_mode_replaces_only_its_bits() {
-        assert_eq!(with_delivery_mode(0x0001_0000, APIC_MODE_EXTINT), 0x0001_0700);
+        assert_eq!(
+            with_delivery_mode(0x0001_0000, APIC_MODE_EXTINT),
+            0x0001_0700
+        );
         assert_eq!(with_delivery_mode(0x0001_07ff, APIC_MODE_NMI), 0x0001_04ff);
     }
 

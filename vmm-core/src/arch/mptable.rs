@@ -30,7 +30,10 @@ const FLOATING_POINTER_LEN: usize = 16;
 const CONFIG_HEADER_LEN: usize = 44;
 
 fn checksum(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0u8, |sum, b| sum.wrapping_add(*b)).wrapping_neg()
+    bytes
+        .iter()
+        .fold(0u8, |sum, b| sum.wrapping_add(*b))
+        .wrapping_neg()
 }
 
 /// Builds the MP table bytes for `cpus` vCPUs, placed at `base`.
@@ -55,7 +58,16 @@ pub fn build(cpus: u8, base: u64) -> Result<Vec<u8>> {
     entries.extend_from_slice(&IOAPIC_ADDR.to_le_bytes());
     for pin in 0..IOAPIC_PINS {
         // Conforming polarity/trigger (flags 0): ISA defaults, edge-triggered active high.
-        entries.extend_from_slice(&[ENTRY_IO_INTERRUPT, INT_TYPE_INT, 0, 0, 0, pin, ioapic_id, pin]);
+        entries.extend_from_slice(&[
+            ENTRY_IO_INTERRUPT,
+            INT_TYPE_INT,
+            0,
+            0,
+            0,
+            pin,
+            ioapic_id,
+            pin,
+        ]);
     }
     // LINT0 of every LAPIC is the 8259 ExtINT path, LINT1 is NMI (destination 0xff = all).
     entries.extend_from_slice(&[ENTRY_LOCAL_INTERRUPT, INT_TYPE_EXTINT, 0, 0, 0, 0, 0xff, 0]);
@@ -102,7 +114,10 @@ pub fn setup(mem: &GuestMemoryMmap, cpus: u8) -> Result<()> {
         });
     }
     mem.write_slice(&bytes, GuestAddress(MPTABLE_START))
-        .map_err(|e| Error::BootSetup { what: "MP table", reason: e.to_string() })
+        .map_err(|e| Error::BootSetup {
+            what: "MP table",
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -149,7 +164,9 @@ mod tests {
                     at += 20;
                 }
                 ENTRY_IOAPIC => {
-                    ioapic = Some(u32::from_le_bytes(table[at + 4..at + 8].try_into().unwrap()));
+                    ioapic = Some(u32::from_le_bytes(
+                        table[at + 4..at + 8].try_into().unwrap(),
+                    ));
                     assert_eq!(table[at + 1], 3);
                     at += 8;
                 }

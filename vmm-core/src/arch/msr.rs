@@ -39,7 +39,11 @@ pub fn boot_msr_entries() -> Vec<kvm_msr_entry> {
         (MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WRITEBACK),
     ]
     .into_iter()
-    .map(|(index, data)| kvm_msr_entry { index, data, ..Default::default() })
+    .map(|(index, data)| kvm_msr_entry {
+        index,
+        data,
+        ..Default::default()
+    })
     .collect()
 }
 
@@ -47,14 +51,19 @@ pub fn boot_msr_entries() -> Vec<kvm_msr_entry> {
 /// failure can be matched with the host kernel's log.
 pub fn set_boot_msrs(vcpu: &VcpuFd) -> Result<()> {
     let entries = boot_msr_entries();
-    let msrs = Msrs::from_entries(&entries)
-        .map_err(|e| Error::BootSetup { what: "MSR list", reason: format!("{e:?}") })?;
+    let msrs = Msrs::from_entries(&entries).map_err(|e| Error::BootSetup {
+        what: "MSR list",
+        reason: format!("{e:?}"),
+    })?;
     let written = vcpu.set_msrs(&msrs).map_err(Error::kvm("KVM_SET_MSRS"))?;
     if written != entries.len() {
         let refused = entries[written].index;
         return Err(Error::BootSetup {
             what: "boot MSRs",
-            reason: format!("KVM refused MSR {refused:#x} ({written} of {} set)", entries.len()),
+            reason: format!(
+                "KVM refused MSR {refused:#x} ({written} of {} set)",
+                entries.len()
+            ),
         });
     }
     Ok(())

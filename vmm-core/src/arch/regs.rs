@@ -38,7 +38,11 @@ pub enum EntryPoint {
 
 /// FPU state at reset: x87 control word with all exceptions masked, SSE exceptions masked.
 pub fn setup_fpu(vcpu: &VcpuFd) -> Result<()> {
-    let fpu = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
+    let fpu = kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    };
     vcpu.set_fpu(&fpu).map_err(Error::kvm("KVM_SET_FPU"))
 }
 
@@ -64,7 +68,11 @@ pub fn boot_regs(entry: EntryPoint) -> kvm_regs {
 
 /// Writes the boot GDT/IDT (and, for the 64-bit protocol, the identity page tables) into guest
 /// memory and returns `sregs` updated to match them.
-pub fn boot_sregs(mem: &GuestMemoryMmap, entry: EntryPoint, mut sregs: kvm_sregs) -> Result<kvm_sregs> {
+pub fn boot_sregs(
+    mem: &GuestMemoryMmap,
+    entry: EntryPoint,
+    mut sregs: kvm_sregs,
+) -> Result<kvm_sregs> {
     let code = match entry {
         EntryPoint::Pvh { .. } => gdt::CODE32,
         EntryPoint::Linux64 { .. } => gdt::CODE64,
@@ -113,20 +121,29 @@ fn write_identity_page_tables(mem: &GuestMemoryMmap) -> Result<()> {
     write(mem, PML4_START, PDPTE_START | PRESENT_RW, "PML4")?;
     write(mem, PDPTE_START, PDE_START | PRESENT_RW, "PDPT")?;
     for i in 0..512u64 {
-        write(mem, PDE_START + i * 8, (i << 21) | HUGE_PAGE | PRESENT_RW, "PD")?;
+        write(
+            mem,
+            PDE_START + i * 8,
+            (i << 21) | HUGE_PAGE | PRESENT_RW,
+            "PD",
+        )?;
     }
     Ok(())
 }
 
 fn write(mem: &GuestMemoryMmap, addr: u64, value: u64, what: &'static str) -> Result<()> {
     mem.write_obj(value, GuestAddress(addr))
-        .map_err(|e| Error::BootSetup { what, reason: e.to_string() })
+        .map_err(|e| Error::BootSetup {
+            what,
+            reason: e.to_string(),
+        })
 }
 
 /// Sets FPU, general and special registers of the boot vCPU for `entry`.
 pub fn setup_boot_registers(vcpu: &VcpuFd, mem: &GuestMemoryMmap, entry: EntryPoint) -> Result<()> {
     setup_fpu(vcpu)?;
-    vcpu.set_regs(&boot_regs(entry)).map_err(Error::kvm("KVM_SET_REGS"))?;
+    vcpu.set_regs(&boot_regs(entry))
+        .map_err(Error::kvm("KVM_SET_REGS"))?;
     let sregs = vcpu.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
     let sregs = boot_sregs(mem, entry, sregs)?;
     vcpu.set_sregs(&sregs).map_err(Error::kvm("KVM_SET_SREGS"))
@@ -140,12 +157,20 @@ mod tests {
     #[test]
     fn pvh_entry_is_protected_mode_without_paging() {
         let mem = create_guest_memory(16).unwrap();
-        let sregs = boot_sregs(&mem, EntryPoint::Pvh { entry: 0x100_0000 }, kvm_sregs::default()).unwrap();
+        let sregs = boot_sregs(
+            &mem,
+            EntryPoint::Pvh { entry: 0x100_0000 },
+            kvm_sregs::default(),
+        )
+        .unwrap();
         assert_eq!(sregs.cr0 & (X86_CR0_PE | X86_CR0_PG), X86_CR0_PE);
         assert_eq!((sregs.efer, sregs.cr4), (0, 0));
         assert_eq!((sregs.cs.l, sregs.cs.db, sregs.cs.selector), (0, 1, 8));
         let regs = boot_regs(EntryPoint::Pvh { entry: 0x100_0000 });
-        assert_eq!((regs.rip, regs.rbx, regs.rflags), (0x100_0000, PVH_INFO_START, 2));
+        assert_eq!(
+            (regs.rip, regs.rbx, regs.rflags),
+            (0x100_0000, PVH_INFO_START, 2)
+        );
         let gdt_code: u64 = mem.read_obj(GuestAddress(BOOT_GDT_START + 8)).unwrap();
         assert_eq!(gdt_code, gdt::gdt_entry(gdt::CODE32, 0, 0xfffff));
     }
@@ -153,9 +178,16 @@ mod tests {
     #[test]
     fn linux64_entry_is_long_mode_on_an_identity_map() {
         let mem = create_guest_memory(16).unwrap();
-        let sregs =
-            boot_sregs(&mem, EntryPoint::Linux64 { entry: 0x100_0000 }, kvm_sregs::default()).unwrap();
-        assert_eq!(sregs.cr0 & (X86_CR0_PE | X86_CR0_PG), X86_CR0_PE | X86_CR0_PG);
+        let sregs = boot_sregs(
+            &mem,
+            EntryPoint::Linux64 { entry: 0x100_0000 },
+            kvm_sregs::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            sregs.cr0 & (X86_CR0_PE | X86_CR0_PG),
+            X86_CR0_PE | X86_CR0_PG
+        );
         assert_eq!(sregs.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
         assert_eq!((sregs.cr3, sregs.cs.l), (PML4_START, 1));
         let pml4: u64 = mem.read_obj(GuestAddress(PML4_START)).unwrap();

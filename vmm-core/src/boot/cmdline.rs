@@ -21,8 +21,10 @@ pub fn write(mem: &GuestMemoryMmap, cmdline: &str) -> Result<usize> {
             CMDLINE_MAX_SIZE - 1
         ))
     })?;
-    load_cmdline(mem, GuestAddress(CMDLINE_START), &parsed)
-        .map_err(|e| Error::BootSetup { what: "kernel command line", reason: e.to_string() })?;
+    load_cmdline(mem, GuestAddress(CMDLINE_START), &parsed).map_err(|e| Error::BootSetup {
+        what: "kernel command line",
+        reason: e.to_string(),
+    })?;
     Ok(cmdline.len())
 }
 
@@ -37,7 +39,8 @@ mod tests {
         let mem = create_guest_memory(16).unwrap();
         assert_eq!(write(&mem, "console=ttyS0 panic=-1").unwrap(), 22);
         let mut buf = [0u8; 23];
-        mem.read_slice(&mut buf, GuestAddress(CMDLINE_START)).unwrap();
+        mem.read_slice(&mut buf, GuestAddress(CMDLINE_START))
+            .unwrap();
         assert_eq!(&buf, b"console=ttyS0 panic=-1\0");
     }
 
@@ -46,6 +49,9 @@ mod tests {
         let mem = create_guest_memory(16).unwrap();
         let long = "a".repeat(CMDLINE_MAX_SIZE);
         assert!(matches!(write(&mem, &long), Err(Error::InvalidConfig(_))));
-        assert!(matches!(write(&mem, "init=/sbin/\u{e9}"), Err(Error::InvalidConfig(_))));
+        assert!(matches!(
+            write(&mem, "init=/sbin/\u{e9}"),
+            Err(Error::InvalidConfig(_))
+        ));
     }
 }

@@ -23,7 +23,11 @@ pub struct InitrdPlacement {
 /// `kernel_end`.
 pub fn place(size: u64, kernel_end: u64, mem_bytes: u64) -> Result<InitrdPlacement> {
     let low_end = low_ram_end(mem_bytes);
-    let too_large = || Error::InitrdTooLarge { size, kernel_end, low_end };
+    let too_large = || Error::InitrdTooLarge {
+        size,
+        kernel_end,
+        low_end,
+    };
     let addr = low_end.checked_sub(size).ok_or_else(too_large)? & !(PAGE_SIZE - 1);
     if addr < kernel_end {
         return Err(too_large());
@@ -32,8 +36,17 @@ pub fn place(size: u64, kernel_end: u64, mem_bytes: u64) -> Result<InitrdPlaceme
 }
 
 /// Loads the initrd file at `path` into guest memory.
-pub fn load(mem: &GuestMemoryMmap, path: &str, kernel_end: u64, mem_bytes: u64) -> Result<InitrdPlacement> {
-    let file_error = |source| Error::File { what: "cannot read initrd", path: path.to_string(), source };
+pub fn load(
+    mem: &GuestMemoryMmap,
+    path: &str,
+    kernel_end: u64,
+    mem_bytes: u64,
+) -> Result<InitrdPlacement> {
+    let file_error = |source| Error::File {
+        what: "cannot read initrd",
+        path: path.to_string(),
+        source,
+    };
     let mut file = File::open(path).map_err(file_error)?;
     let size = file.metadata().map_err(file_error)?.len();
     let placement = place(size, kernel_end, mem_bytes)?;
@@ -43,7 +56,10 @@ pub fn load(mem: &GuestMemoryMmap, path: &str, kernel_end: u64, mem_bytes: u64) 
         low_end: low_ram_end(mem_bytes),
     })?;
     mem.read_exact_volatile_from(GuestAddress(placement.addr), &mut file, len)
-        .map_err(|e| Error::BootSetup { what: "initrd", reason: format!("{path}: {e}") })?;
+        .map_err(|e| Error::BootSetup {
+            what: "initrd",
+            reason: format!("{path}: {e}"),
+        })?;
     Ok(placement)
 }
 
@@ -69,7 +85,13 @@ mod tests {
 
     #[test]
     fn refuses_overlap_with_the_kernel_or_too_large_files() {
-        assert!(matches!(place(60 * MIB, 8 * MIB, 64 * MIB), Err(Error::InitrdTooLarge { .. })));
-        assert!(matches!(place(u64::MAX, 0, 64 * MIB), Err(Error::InitrdTooLarge { .. })));
+        assert!(matches!(
+            place(60 * MIB, 8 * MIB, 64 * MIB),
+            Err(Error::InitrdTooLarge { .. })
+        ));
+        assert!(matches!(
+            place(u64::MAX, 0, 64 * MIB),
+            Err(Error::InitrdTooLarge { .. })
+        ));
     }
 }

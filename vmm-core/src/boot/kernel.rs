@@ -43,7 +43,11 @@ fn detect(file: &mut File, path: &str) -> Result<Format> {
         path: path.to_string(),
         reason: format!("too short to be a kernel image ({e})"),
     })?;
-    Ok(if magic == ELF_MAGIC { Format::Elf } else { Format::BzImage })
+    Ok(if magic == ELF_MAGIC {
+        Format::Elf
+    } else {
+        Format::BzImage
+    })
 }
 
 /// Loads the kernel at `path` into `mem`.
@@ -67,20 +71,32 @@ pub fn load(mem: &GuestMemoryMmap, path: &str) -> Result<LoadedKernel> {
             let result = Elf::load(mem, None, &mut file, himem).map_err(load_error)?;
             let entry = match result.pvh_boot_cap {
                 PvhBootCapability::PvhEntryPresent(addr) => EntryPoint::Pvh { entry: addr.0 },
-                _ => EntryPoint::Linux64 { entry: result.kernel_load.0 },
+                _ => EntryPoint::Linux64 {
+                    entry: result.kernel_load.0,
+                },
             };
-            LoadedKernel { entry, kernel_end: result.kernel_end, setup_header: None }
+            LoadedKernel {
+                entry,
+                kernel_end: result.kernel_end,
+                setup_header: None,
+            }
         }
         Format::BzImage => {
             let result = BzImage::load(mem, None, &mut file, himem).map_err(load_error)?;
             LoadedKernel {
-                entry: EntryPoint::Linux64 { entry: result.kernel_load.0 + BZIMAGE_ENTRY_64_OFFSET },
+                entry: EntryPoint::Linux64 {
+                    entry: result.kernel_load.0 + BZIMAGE_ENTRY_64_OFFSET,
+                },
                 kernel_end: result.kernel_end,
                 setup_header: result.setup_header,
             }
         }
     };
-    log::debug!("kernel {path}: {format:?}, entry {:?}, ends at {:#x}", loaded.entry, loaded.kernel_end);
+    log::debug!(
+        "kernel {path}: {format:?}, entry {:?}, ends at {:#x}",
+        loaded.entry,
+        loaded.kernel_end
+    );
     Ok(loaded)
 }
 
@@ -91,7 +107,8 @@ mod tests {
     use std::io::Write;
 
     fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
-        let path = std::env::temp_dir().join(format!("boxlite-kernel-test-{}-{name}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("boxlite-kernel-test-{}-{name}", std::process::id()));
         File::create(&path).unwrap().write_all(bytes).unwrap();
         path
     }

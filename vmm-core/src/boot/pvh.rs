@@ -2,7 +2,9 @@
 
 use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
-use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
+use linux_loader::loader::elf::start_info::{
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
+};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use crate::boot::InitrdPlacement;
@@ -46,16 +48,27 @@ pub fn write_start_info(
     let (memmap_addr, modlist_addr) = table_addresses(map.len());
     let memmap: Vec<hvm_memmap_table_entry> = map
         .iter()
-        .map(|e| hvm_memmap_table_entry { addr: e.addr, size: e.size, type_: e.kind, reserved: 0 })
+        .map(|e| hvm_memmap_table_entry {
+            addr: e.addr,
+            size: e.size,
+            type_: e.kind,
+            reserved: 0,
+        })
         .collect();
     let mut params = BootParams::new(&start_info(initrd, map), GuestAddress(PVH_INFO_START));
     params.set_sections(&memmap, GuestAddress(memmap_addr));
     if let Some(initrd) = initrd {
-        let module = hvm_modlist_entry { paddr: initrd.addr, size: initrd.size, ..Default::default() };
+        let module = hvm_modlist_entry {
+            paddr: initrd.addr,
+            size: initrd.size,
+            ..Default::default()
+        };
         params.set_modules(&[module], GuestAddress(modlist_addr));
     }
-    PvhBootConfigurator::write_bootparams(&params, mem)
-        .map_err(|e| Error::BootSetup { what: "PVH start_info", reason: e.to_string() })
+    PvhBootConfigurator::write_bootparams(&params, mem).map_err(|e| Error::BootSetup {
+        what: "PVH start_info",
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -68,7 +81,10 @@ mod tests {
     fn start_info_points_at_cmdline_memmap_and_initrd() {
         let mem = create_guest_memory(64).unwrap();
         let map = memory_map(64 << 20);
-        let initrd = InitrdPlacement { addr: 0x300_0000, size: 0x1234 };
+        let initrd = InitrdPlacement {
+            addr: 0x300_0000,
+            size: 0x1234,
+        };
         write_start_info(&mem, Some(initrd), &map).unwrap();
 
         let info: hvm_start_info = mem.read_obj(GuestAddress(PVH_INFO_START)).unwrap();
@@ -78,7 +94,10 @@ mod tests {
         for (i, expected) in map.iter().enumerate() {
             let at = info.memmap_paddr + (i * std::mem::size_of::<hvm_memmap_table_entry>()) as u64;
             let entry: hvm_memmap_table_entry = mem.read_obj(GuestAddress(at)).unwrap();
-            assert_eq!((entry.addr, entry.size, entry.type_), (expected.addr, expected.size, expected.kind));
+            assert_eq!(
+                (entry.addr, entry.size, entry.type_),
+                (expected.addr, expected.size, expected.kind)
+            );
         }
         assert_eq!(info.nr_modules, 1);
         let module: hvm_modlist_entry = mem.read_obj(GuestAddress(info.modlist_paddr)).unwrap();

@@ -44,11 +44,19 @@ pub fn boot_params_for(
     if map.len() > params.e820_table.len() {
         return Err(Error::BootSetup {
             what: "E820 map",
-            reason: format!("{} entries exceed the zero page's {}", map.len(), params.e820_table.len()),
+            reason: format!(
+                "{} entries exceed the zero page's {}",
+                map.len(),
+                params.e820_table.len()
+            ),
         });
     }
     for (slot, entry) in params.e820_table.iter_mut().zip(map) {
-        *slot = boot_e820_entry { addr: entry.addr, size: entry.size, r#type: entry.kind };
+        *slot = boot_e820_entry {
+            addr: entry.addr,
+            size: entry.size,
+            r#type: entry.kind,
+        };
     }
     params.e820_entries = map.len() as u8;
     Ok(params)
@@ -63,8 +71,14 @@ pub fn write_boot_params(
     map: &[MemoryMapEntry],
 ) -> Result<()> {
     let params = boot_params_for(header, cmdline_len, initrd, map)?;
-    LinuxBootConfigurator::write_bootparams(&BootParams::new(&params, GuestAddress(ZERO_PAGE_START)), mem)
-        .map_err(|e| Error::BootSetup { what: "Linux boot_params", reason: e.to_string() })
+    LinuxBootConfigurator::write_bootparams(
+        &BootParams::new(&params, GuestAddress(ZERO_PAGE_START)),
+        mem,
+    )
+    .map_err(|e| Error::BootSetup {
+        what: "Linux boot_params",
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -77,9 +91,13 @@ mod tests {
     fn zero_page_fields_sit_where_the_kernel_reads_them() {
         let mem = create_guest_memory(64).unwrap();
         let map = memory_map(64 << 20);
-        let initrd = InitrdPlacement { addr: 0x300_0000, size: 0x1234 };
+        let initrd = InitrdPlacement {
+            addr: 0x300_0000,
+            size: 0x1234,
+        };
         write_boot_params(&mem, None, 17, Some(initrd), &map).unwrap();
-        let read_u32 = |off: u64| -> u32 { mem.read_obj(GuestAddress(ZERO_PAGE_START + off)).unwrap() };
+        let read_u32 =
+            |off: u64| -> u32 { mem.read_obj(GuestAddress(ZERO_PAGE_START + off)).unwrap() };
         // Offsets from Documentation/arch/x86/boot.rst and zero-page.rst.
         assert_eq!(read_u32(0x228), CMDLINE_START as u32); // cmd_line_ptr
         assert_eq!(read_u32(0x238), 17); // cmdline_size
@@ -88,13 +106,19 @@ mod tests {
         assert_eq!(read_u32(0x202), KERNEL_HDR_MAGIC);
         let entries: u8 = mem.read_obj(GuestAddress(ZERO_PAGE_START + 0x1e8)).unwrap();
         assert_eq!(entries as usize, map.len());
-        let second_addr: u64 = mem.read_obj(GuestAddress(ZERO_PAGE_START + 0x2d0 + 20)).unwrap();
+        let second_addr: u64 = mem
+            .read_obj(GuestAddress(ZERO_PAGE_START + 0x2d0 + 20))
+            .unwrap();
         assert_eq!(second_addr, map[1].addr);
     }
 
     #[test]
     fn a_bzimage_header_is_kept() {
-        let header = setup_header { version: 0x20f, loadflags: 1, ..Default::default() };
+        let header = setup_header {
+            version: 0x20f,
+            loadflags: 1,
+            ..Default::default()
+        };
         let params = boot_params_for(Some(header), 0, None, &[]).unwrap();
         let (version, loadflags) = (params.hdr.version, params.hdr.loadflags);
         assert_eq!((version, loadflags), (0x20f, 1));
@@ -104,7 +128,14 @@ mod tests {
 
     #[test]
     fn oversized_maps_are_refused() {
-        let map = vec![MemoryMapEntry { addr: 0, size: 1, kind: 1 }; 200];
+        let map = vec![
+            MemoryMapEntry {
+                addr: 0,
+                size: 1,
+                kind: 1
+            };
+            200
+        ];
         assert!(boot_params_for(None, 0, None, &map).is_err());
     }
 }

@@ -32,7 +32,10 @@ pub struct BootTimer {
 
 /// CPU time this process has used so far.
 pub fn process_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own and has no other effect.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -44,8 +47,16 @@ pub fn process_cpu_time() -> Duration {
 impl BootTimer {
     /// A timer measuring from `start` (the moment VM building began) with the CPU time used at
     /// that moment. The first report is stored in `reported`.
-    pub fn new(start: Instant, start_cpu: Duration, reported: Arc<Mutex<Option<BootTime>>>) -> BootTimer {
-        BootTimer { start, start_cpu, reported }
+    pub fn new(
+        start: Instant,
+        start_cpu: Duration,
+        reported: Arc<Mutex<Option<BootTime>>>,
+    ) -> BootTimer {
+        BootTimer {
+            start,
+            start_cpu,
+            reported,
+        }
     }
 }
 
@@ -69,7 +80,10 @@ impl BusDevice for BootTimer {
             time.cpu.as_micros(),
             time.cpu.as_millis()
         );
-        self.reported.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(time);
+        self.reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(time);
     }
 }
 
@@ -88,6 +102,10 @@ mod tests {
         timer.write(0, &[MAGIC_BOOT_COMPLETE]);
         let first = reported.lock().unwrap().unwrap();
         timer.write(0, &[MAGIC_BOOT_COMPLETE]);
-        assert_eq!(reported.lock().unwrap().unwrap(), first, "first report kept");
+        assert_eq!(
+            reported.lock().unwrap().unwrap(),
+            first,
+            "first report kept"
+        );
     }
 }

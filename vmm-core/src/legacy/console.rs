@@ -42,7 +42,10 @@ pub struct ConsoleSink {
 impl ConsoleSink {
     /// Wraps `out`; `name` identifies it in logs.
     pub fn new(name: impl Into<String>, out: Box<dyn Write + Send>) -> ConsoleSink {
-        ConsoleSink { name: name.into(), out }
+        ConsoleSink {
+            name: name.into(),
+            out,
+        }
     }
 }
 
@@ -57,13 +60,21 @@ pub struct ConsoleWriter {
 impl ConsoleWriter {
     /// A writer to `sinks` reporting panics to `watch`.
     pub fn new(sinks: Vec<ConsoleSink>, watch: Arc<PanicWatch>) -> ConsoleWriter {
-        ConsoleWriter { sinks, line: Vec::new(), watch }
+        ConsoleWriter {
+            sinks,
+            line: Vec::new(),
+            watch,
+        }
     }
 
     fn scan(&mut self, bytes: &[u8]) {
         for &byte in bytes {
             if byte == b'\n' {
-                if self.line.windows(PANIC_BANNER.len()).any(|w| w == PANIC_BANNER.as_bytes()) {
+                if self
+                    .line
+                    .windows(PANIC_BANNER.len())
+                    .any(|w| w == PANIC_BANNER.as_bytes())
+                {
                     self.watch.record(&self.line);
                 }
                 self.line.clear();
@@ -77,11 +88,16 @@ impl ConsoleWriter {
 impl Write for ConsoleWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.scan(buf);
-        self.sinks.retain_mut(|sink| match sink.out.write_all(buf).and_then(|_| sink.out.flush()) {
-            Ok(()) => true,
-            Err(e) => {
-                log::warn!("console sink {} failed ({e}); no more console output goes there", sink.name);
-                false
+        self.sinks.retain_mut(|sink| {
+            match sink.out.write_all(buf).and_then(|_| sink.out.flush()) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::warn!(
+                        "console sink {} failed ({e}); no more console output goes there",
+                        sink.name
+                    );
+                    false
+                }
             }
         });
         Ok(buf.len())
@@ -143,8 +159,12 @@ mod tests {
         let mut writer = ConsoleWriter::new(vec![], watch.clone());
         writer.write_all(b"[    0.5] Kernel pa").unwrap();
         assert_eq!(watch.panic_line(), None);
-        writer.write_all(b"nic - not syncing: Attempted to kill init!\r\n").unwrap();
-        writer.write_all(b"Kernel panic - not syncing: second\n").unwrap();
+        writer
+            .write_all(b"nic - not syncing: Attempted to kill init!\r\n")
+            .unwrap();
+        writer
+            .write_all(b"Kernel panic - not syncing: second\n")
+            .unwrap();
         assert_eq!(
             watch.panic_line().as_deref(),
             Some("[    0.5] Kernel panic - not syncing: Attempted to kill init!")

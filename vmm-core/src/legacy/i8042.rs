@@ -17,7 +17,9 @@ pub struct I8042 {
 impl I8042 {
     /// A controller that signals `reset` when the guest pulses the reset line.
     pub fn new(reset: EventFdTrigger) -> I8042 {
-        I8042 { device: I8042Device::new(reset) }
+        I8042 {
+            device: I8042Device::new(reset),
+        }
     }
 }
 
@@ -49,7 +51,11 @@ mod tests {
         let mut i8042 = I8042::new(EventFdTrigger(reset.try_clone().unwrap()));
         let mut status = [0u8];
         i8042.read(4, &mut status);
-        assert_eq!(status[0] & 0x02, 0, "input buffer empty: Linux may send the command");
+        assert_eq!(
+            status[0] & 0x02,
+            0,
+            "input buffer empty: Linux may send the command"
+        );
         assert!(reset.read().is_err(), "nothing signalled yet");
         i8042.write(4, &[0xfe]);
         assert_eq!(reset.read().unwrap(), 1);

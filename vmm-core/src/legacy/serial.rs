@@ -18,7 +18,9 @@ pub struct SerialDevice {
 impl SerialDevice {
     /// A UART raising `interrupt` and writing to `console`.
     pub fn new(interrupt: EventFdTrigger, console: ConsoleWriter) -> SerialDevice {
-        SerialDevice { uart: Serial::new(interrupt, console) }
+        SerialDevice {
+            uart: Serial::new(interrupt, console),
+        }
     }
 }
 
@@ -26,7 +28,9 @@ impl BusDevice for SerialDevice {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         // The UART has byte-wide registers; wider or out-of-range accesses read as all ones.
         match (u8::try_from(offset), data) {
-            (Ok(offset), [byte]) if u64::from(offset) < SERIAL_PORT_COUNT => *byte = self.uart.read(offset),
+            (Ok(offset), [byte]) if u64::from(offset) < SERIAL_PORT_COUNT => {
+                *byte = self.uart.read(offset)
+            }
             (_, data) => data.fill(0xff),
         }
     }
@@ -85,7 +89,8 @@ mod tests {
     #[test]
     fn odd_accesses_are_ignored() {
         let console = ConsoleWriter::new(vec![], Arc::new(PanicWatch::default()));
-        let mut serial = SerialDevice::new(EventFdTrigger(EventFd::new(EFD_NONBLOCK).unwrap()), console);
+        let mut serial =
+            SerialDevice::new(EventFdTrigger(EventFd::new(EFD_NONBLOCK).unwrap()), console);
         let mut wide = [0u8; 4];
         serial.read(0, &mut wide);
         assert_eq!(wide, [0xff; 4]);

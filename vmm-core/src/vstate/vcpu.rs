@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
-use kvm_bindings::{CpuId, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_bindings::{
+    CpuId, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
@@ -53,8 +55,16 @@ enum Next {
 impl Vcpu {
     /// Creates vCPU `index` of `vm`, dispatching port I/O to `pio` and MMIO to `mmio`.
     pub fn new(vm: &Vm, index: u8, pio: Arc<Bus>, mmio: Arc<Bus>) -> Result<Vcpu> {
-        let fd = vm.fd().create_vcpu(u64::from(index)).map_err(Error::kvm("KVM_CREATE_VCPU"))?;
-        Ok(Vcpu { index, fd, pio, mmio })
+        let fd = vm
+            .fd()
+            .create_vcpu(u64::from(index))
+            .map_err(Error::kvm("KVM_CREATE_VCPU"))?;
+        Ok(Vcpu {
+            index,
+            fd,
+            pio,
+            mmio,
+        })
     }
 
     /// Sets CPUID, MSRs and LAPIC as a Linux guest on KVM expects, and, on the boot vCPU, the
@@ -69,7 +79,9 @@ impl Vcpu {
     ) -> Result<()> {
         let mut cpuid = base_cpuid.clone();
         cpuid::normalize(&mut cpuid, self.index, count);
-        self.fd.set_cpuid2(&cpuid).map_err(Error::kvm("KVM_SET_CPUID2"))?;
+        self.fd
+            .set_cpuid2(&cpuid)
+            .map_err(Error::kvm("KVM_SET_CPUID2"))?;
         msr::set_boot_msrs(&self.fd)?;
         lapic::set_lint(&self.fd)?;
         if self.index == 0 {
@@ -89,7 +101,10 @@ impl Vcpu {
                 Ok(exit) => handle_exit(index, &self.pio, &self.mmio, exit),
                 // EINTR: the VMM kicked us (or another signal arrived): re-check `stop`.
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Next::Continue,
-                Err(e) => Next::Stop(VmOutcome::VmmError, format!("KVM_RUN failed on vCPU {index}: {e}")),
+                Err(e) => Next::Stop(
+                    VmOutcome::VmmError,
+                    format!("KVM_RUN failed on vCPU {index}: {e}"),
+                ),
             };
             let (outcome, detail) = match next {
                 Next::Continue => continue,
@@ -98,7 +113,15 @@ impl Vcpu {
             };
             log::debug!("vCPU {index} stopping: {outcome}: {detail}");
             // A send error means the VMM is already tearing down; nothing is left to tell.
-            if reporter.sender.send(VcpuStopped { index, outcome, detail }).is_ok() {
+            if reporter
+                .sender
+                .send(VcpuStopped {
+                    index,
+                    outcome,
+                    detail,
+                })
+                .is_ok()
+            {
                 if let Err(e) = reporter.event.write(1) {
                     log::error!("vCPU {index} cannot wake the event loop: {e}");
                 }
@@ -115,7 +138,10 @@ impl Vcpu {
         // which is the exit this vCPU just returned with.
         let internal = unsafe { run.__bindgen_anon_1.internal };
         let ndata = (internal.ndata as usize).min(internal.data.len());
-        let data: Vec<String> = internal.data[..ndata].iter().map(|d| format!("{d:#x}")).collect();
+        let data: Vec<String> = internal.data[..ndata]
+            .iter()
+            .map(|d| format!("{d:#x}"))
+            .collect();
         let location = match self.fd.get_regs() {
             Ok(regs) => format!("rip {:#x}", regs.rip),
             Err(e) => format!("registers unavailable: {e}"),
@@ -184,7 +210,10 @@ fn system_event(index: u8, kind: u32, data: &[u64]) -> Next {
         KVM_SYSTEM_EVENT_CRASH => (VmOutcome::GuestPanic, "crash"),
         _ => (VmOutcome::KvmInternalError, "unknown system event"),
     };
-    Next::Stop(outcome, format!("vCPU {index}: guest {what} (KVM system event {kind}, data {data:x?})"))
+    Next::Stop(
+        outcome,
+        format!("vCPU {index}: guest {what} (KVM system event {kind}, data {data:x?})"),
+    )
 }
 
 /// Names of KVM_INTERNAL_ERROR_* suberrors.
@@ -211,12 +240,24 @@ mod tests {
 
     #[test]
     fn system_events_map_to_distinct_outcomes() {
-        assert_eq!(stopped(system_event(0, KVM_SYSTEM_EVENT_RESET, &[])).0, VmOutcome::GuestReset);
-        assert_eq!(stopped(system_event(0, KVM_SYSTEM_EVENT_SHUTDOWN, &[])).0, VmOutcome::GuestReset);
-        assert_eq!(stopped(system_event(1, KVM_SYSTEM_EVENT_CRASH, &[7])).0, VmOutcome::GuestPanic);
+        assert_eq!(
+            stopped(system_event(0, KVM_SYSTEM_EVENT_RESET, &[])).0,
+            VmOutcome::GuestReset
+        );
+        assert_eq!(
+            stopped(system_event(0, KVM_SYSTEM_EVENT_SHUTDOWN, &[])).0,
+            VmOutcome::GuestReset
+        );
+        assert_eq!(
+            stopped(system_event(1, KVM_SYSTEM_EVENT_CRASH, &[7])).0,
+            VmOutcome::GuestPanic
+        );
         let (outcome, detail) = stopped(system_event(2, 99, &[]));
         assert_eq!(outcome, VmOutcome::KvmInternalError);
-        assert!(detail.contains("vCPU 2") && detail.contains("99"), "{detail}");
+        assert!(
+            detail.contains("vCPU 2") && detail.contains("99"),
+            "{detail}"
+        );
     }
 
     #[test]

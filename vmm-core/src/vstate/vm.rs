@@ -1,6 +1,9 @@
 //! The KVM VM: capability checks, in-kernel irqchip and PIT, guest memory slots.
 
-use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{
+    kvm_pit_config, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES,
+    KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
@@ -42,10 +45,15 @@ impl Vm {
             }
         }
         let fd = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
-        fd.set_tss_address(KVM_TSS_ADDRESS).map_err(Error::kvm("KVM_SET_TSS_ADDR"))?;
-        fd.create_irq_chip().map_err(Error::kvm("KVM_CREATE_IRQCHIP"))?;
+        fd.set_tss_address(KVM_TSS_ADDRESS)
+            .map_err(Error::kvm("KVM_SET_TSS_ADDR"))?;
+        fd.create_irq_chip()
+            .map_err(Error::kvm("KVM_CREATE_IRQCHIP"))?;
         // The PIT drives Linux's early timer calibration; its speaker port is a dummy.
-        let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
         fd.create_pit2(pit).map_err(Error::kvm("KVM_CREATE_PIT2"))?;
         Ok(Vm { kvm, fd })
     }
@@ -64,7 +72,9 @@ impl Vm {
 
     /// Size of each vCPU's shared `kvm_run` area.
     pub fn vcpu_mmap_size(&self) -> Result<usize> {
-        self.kvm.get_vcpu_mmap_size().map_err(Error::kvm("KVM_GET_VCPU_MMAP_SIZE"))
+        self.kvm
+            .get_vcpu_mmap_size()
+            .map_err(Error::kvm("KVM_GET_VCPU_MMAP_SIZE"))
     }
 
     /// Registers every region of `mem` as a KVM memory slot.
