@@ -16,8 +16,9 @@ use crate::boot;
 use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::exit_monitor::ExitMonitor;
-use crate::layout::{BOOT_TIMER_ADDR, COM1_IRQ, COM1_PORT, I8042_PORT, MAX_VCPUS};
+use crate::layout::{BOOT_TIMER_ADDR, CMOS_PORT, COM1_IRQ, COM1_PORT, I8042_PORT, MAX_VCPUS};
 use crate::legacy::boot_timer::{process_cpu_time, BootTimer, BOOT_TIMER_LEN};
+use crate::legacy::cmos::{Cmos, CMOS_PORT_COUNT};
 use crate::legacy::console::{ConsoleSink, ConsoleWriter, PanicWatch};
 use crate::legacy::i8042::{I8042, I8042_PORT_COUNT};
 use crate::legacy::serial::{SerialDevice, SERIAL_PORT_COUNT};
@@ -117,6 +118,11 @@ pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
         u64::from(I8042_PORT),
         I8042_PORT_COUNT,
         Arc::new(Mutex::new(I8042::new(EventFdTrigger(reset_trigger)))),
+    )?;
+    pio.insert(
+        u64::from(CMOS_PORT),
+        CMOS_PORT_COUNT,
+        Arc::new(Mutex::new(Cmos::default())),
     )?;
     let mut mmio = Bus::new();
     mmio.insert(

@@ -57,6 +57,8 @@ pub const IOAPIC_PINS: u8 = 24;
 pub const COM1_PORT: u16 = 0x3f8;
 /// COM1 IRQ line.
 pub const COM1_IRQ: u32 = 4;
+/// CMOS RTC index port; the data port is this + 1.
+pub const CMOS_PORT: u16 = 0x70;
 /// i8042 controller data port; the command port is this + 4.
 pub const I8042_PORT: u16 = 0x60;
 /// Most vCPUs a VM may have: bounded by the MP table fitting in its 1 KiB slot.

@@ -1,7 +1,8 @@
-//! Legacy PC devices every boxlite VM has: the COM1 serial console, the i8042 controller (for
-//! its reset line) and the boot timer.
+//! Legacy PC devices every boxlite VM has: the COM1 serial console, the CMOS RTC, the i8042
+//! controller (for its reset line) and the boot timer.
 
 pub mod boot_timer;
+pub mod cmos;
 pub mod console;
 pub mod i8042;
 pub mod serial;

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Runs the harness e2e tier (tests/harness): every case in tests/harness/cases/ boots a fresh
+# QEMU (TCG, emulated AMD-V) test host whose nested /dev/kvm runs boxlite-shim with real Linux
+# guests. This is what CI calls.
+#
+# Usage: scripts/test-harness.sh [run flags...]    e.g. --filter boot --jobs 1
+#        scripts/test-harness.sh list
+#   Extra flags go to `boxlite-harness run` (see `boxlite-harness help`); reports land in
+#   target/harness-report/ unless --report-dir is given.
+#
+# Builds or locates: Debian's qemu-system-x86 and busybox-static (apt-get, through sudo when
+# not root), the kernel (scripts/build-kernel.sh, cached), the static musl boxlite-shim and the
+# runner. A piece that cannot be built is reported by the runner, which then counts every case
+# as skipped and exits non-zero: the tier never passes without having run.
+# The LAST LINE of stdout is `tier harness: N passed, M failed, K skipped`.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+readonly MUSL=x86_64-unknown-linux-musl
+
+log() { printf '[test-harness] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
+
+ensure_packages() {
+    local missing=()
+    command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+    installed busybox-static || missing+=(busybox-static)
+    ((${#missing[@]})) || return 0
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq >&2
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+build_runner() {
+    log "building boxlite-harness"
+    cargo build -q -p boxlite-harness >&2
+    runner="$target_dir/debug/boxlite-harness"
+}
+
+if [ "${1:-}" = list ] || [ "${1:-}" = help ]; then
+    build_runner
+    exec "$runner" "$@"
+fi
+
+ensure_packages
+
+# Kernel: the same image is the test host and the guest.
+if kdir=$(bash scripts/build-kernel.sh | tail -n 1) && [ -n "$kdir" ]; then
+    log "kernel: $kdir"
+else
+    log "ERROR: scripts/build-kernel.sh failed (see above); the tier cannot run"
+    kdir="$target_dir/harness-no-kernel"
+fi
+
+# Shim: static musl binary (the test host has no shared libraries).
+shim="$target_dir/$MUSL/release/boxlite-shim"
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$MUSL"; then
+    log "adding the $MUSL rust target"
+    rustup target add "$MUSL" >&2
+fi
+log "building boxlite-shim ($MUSL, release)"
+if ! cargo build -q --release --target "$MUSL" -p boxlite-shim >&2; then
+    log "ERROR: building boxlite-shim failed (see above); the tier cannot run"
+    shim="$target_dir/harness-no-shim/boxlite-shim"
+fi
+
+build_runner
+exec "$runner" run \
+    --host-kernel "$kdir/vmlinux" \
+    --guest-kernel "$kdir/vmlinux" \
+    --guest-bzimage "$kdir/bzImage" \
+    --shim "$shim" \
+    --busybox /bin/busybox \
+    "$@"
