@@ -18,8 +18,11 @@ run_probe() {
 }
 
 run_harness() {
-    BOXLITE_HARNESS_ENV=$(bash scripts/test-harness.sh env | tail -n 1)
-    export BOXLITE_HARNESS_ENV
+    BOXLITE_KERNEL_DIR=$(bash scripts/build-kernel.sh | tail -n 1)
+    cargo build -q --release --target x86_64-unknown-linux-musl -p boxlite-shim
+    cargo build -q -p boxlite-harness
+    export BOXLITE_KERNEL_DIR BOXLITE_HARNESS=$root/target/debug/boxlite-harness \
+        BOXLITE_MUSL_SHIM=$root/target/x86_64-unknown-linux-musl/release/boxlite-shim
     cargo bench -p boxlite-benches --bench harness_boot "$@"
 }
 

@@ -29,7 +29,14 @@ fn boot_once(shim: &PathBuf, probe: &PathBuf) -> (Duration, Duration) {
     let mut child = Command::new(shim)
         .arg("--kernel")
         .arg(probe)
-        .args(["--cmdline", "probe=hello", "--mem-mib", "64", "--log-level", "warn"])
+        .args([
+            "--cmdline",
+            "probe=hello",
+            "--mem-mib",
+            "64",
+            "--log-level",
+            "warn",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -44,7 +51,10 @@ fn boot_once(shim: &PathBuf, probe: &PathBuf) -> (Duration, Duration) {
     stdout.read_to_end(&mut rest).expect("reading the console");
     let status = child.wait().expect("waiting for the shim");
     let exit = start.elapsed();
-    assert!(status.success(), "the probe VM did not end with a clean reset: {status}");
+    assert!(
+        status.success(),
+        "the probe VM did not end with a clean reset: {status}"
+    );
     (first_byte, exit)
 }
 
@@ -52,7 +62,9 @@ fn probe_boot(c: &mut Criterion) {
     let shim = path_from_env("BOXLITE_SHIM");
     let probe = path_from_env("BOXLITE_PROBE_DIR").join("probe-pvh");
     let mut group = c.benchmark_group("probe_boot");
-    group.sample_size(30).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(5));
     group.bench_function("spawn_to_first_serial_byte", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| boot_once(&shim, &probe).0).sum())
     });

@@ -13,6 +13,9 @@ emulated AMD-V) test host with a nested /dev/kvm. Each case runs in a fresh QEMU
 USAGE:
   boxlite-harness run --host-kernel K --guest-kernel K --guest-bzimage B --shim S [OPTIONS]
   boxlite-harness list [--cases-dir DIR] [--filter SUBSTR]...
+  boxlite-harness guest-initrd --out PATH [--busybox PATH]
+                        write the guest initramfs the cases boot (busybox + /init acting on
+                        harness.action=marker|nproc|meminfo|panic|sleep) to PATH
   boxlite-harness help
 
 run options:
@@ -47,8 +50,19 @@ pub enum Command {
     Run(RunArgs),
     /// `list`: print the cases.
     List(ListArgs),
+    /// `guest-initrd`: write the guest initramfs.
+    GuestInitrd(GuestInitrdArgs),
     /// `help`, `-h`, `--help`.
     Help,
+}
+
+/// Arguments of `guest-initrd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestInitrdArgs {
+    /// `--busybox`.
+    pub busybox: PathBuf,
+    /// `--out`.
+    pub out: PathBuf,
 }
 
 /// Arguments of `run`.
@@ -160,8 +174,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             Ok(Command::List(list))
         }
         Some("run") => parse_run(flags).map(Command::Run),
+        Some("guest-initrd") => {
+            let (mut busybox, mut out) = (PathBuf::from(DEFAULT_BUSYBOX), None);
+            while let Some((flag, value)) = flags.next_pair()? {
+                match flag.as_str() {
+                    "--busybox" => busybox = value.into(),
+                    "--out" => out = Some(value.into()),
+                    _ => return Err(usage(format!("`guest-initrd` has no flag {flag}"))),
+                }
+            }
+            let out = out.ok_or_else(|| usage("`guest-initrd` needs --out PATH"))?;
+            Ok(Command::GuestInitrd(GuestInitrdArgs { busybox, out }))
+        }
         Some(other) => Err(usage(format!(
-            "unknown subcommand {other:?} (expected run, list or help)"
+            "unknown subcommand {other:?} (expected run, list, guest-initrd or help)"
         ))),
     }
 }
@@ -235,6 +261,25 @@ mod tests {
         assert_eq!(r.filters, ["boot", "kvm"]);
         assert_eq!((r.jobs, r.tsc_khz), (3, Some(2_000_000)));
         assert_eq!(r.qemu, PathBuf::from("/q"));
+    }
+
+    #[test]
+    fn guest_initrd_needs_an_output_path() {
+        assert_eq!(
+            parse(args("guest-initrd --out /o/g.cpio")).unwrap(),
+            Command::GuestInitrd(GuestInitrdArgs {
+                busybox: DEFAULT_BUSYBOX.into(),
+                out: "/o/g.cpio".into()
+            })
+        );
+        assert!(matches!(
+            parse(args("guest-initrd")),
+            Err(HarnessError::Usage(_))
+        ));
+        assert!(matches!(
+            parse(args("guest-initrd --out /o --jobs 2")),
+            Err(HarnessError::Usage(_))
+        ));
     }
 
     #[test]

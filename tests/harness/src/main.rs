@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         }
         Command::List(args) => tier::list(&args),
         Command::Run(args) => tier::run(&args),
+        Command::GuestInitrd(args) => tier::write_guest_initrd(&args),
     });
     match result {
         Ok(code) => code,

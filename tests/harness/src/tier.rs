@@ -234,3 +234,16 @@ fn write_summary(
         }
     }
 }
+
+/// `guest-initrd`: writes the guest initramfs the cases boot, for running the shim by hand.
+pub fn write_guest_initrd(args: &crate::cli::GuestInitrdArgs) -> Result<ExitCode> {
+    let busybox_bin = read_input("busybox", &args.busybox, "install Debian's busybox-static")?;
+    check(
+        "busybox",
+        &args.busybox,
+        inputs::static_elf_problem(&busybox_bin),
+    )?;
+    let initrd = initramfs::guest_initramfs(&Busybox::load(&args.busybox, busybox_bin))?;
+    std::fs::write(&args.out, initrd).map_err(|e| HarnessError::file("write", &args.out, e))?;
+    Ok(ExitCode::SUCCESS)
+}
