@@ -28,6 +28,9 @@ ensure_packages() {
     local missing=()
     command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
     installed busybox-static || missing+=(busybox-static)
+    installed e2fsck-static || missing+=(e2fsck-static)
+    installed e2fsprogs || missing+=(e2fsprogs)
+    command -v socat >/dev/null || missing+=(socat)
     ((${#missing[@]})) || return 0
     log "installing ${missing[*]}"
     as_root apt-get update -qq >&2
@@ -68,6 +71,40 @@ if ! cargo build -q --release --target "$MUSL" -p boxlite-shim >&2; then
     shim="$target_dir/harness-no-shim/boxlite-shim"
 fi
 
+# Assets every test host sees read-only at /assets: the boxlite CLI (static), the guest root
+# filesystem (agent + busybox) as initramfs and ext4 image, a blank ext4 data image, Debian's
+# static e2fsck, and Debian's socat with its shared libraries (run through their loader). A piece
+# that cannot be built is left out; the cases that need it fail and say so.
+assets="$target_dir/harness-assets"
+build_assets() {
+    rm -rf "$assets" && mkdir -p "$assets/socat"
+    log "building the boxlite CLI ($MUSL, release)"
+    cargo build -q --release --target "$MUSL" -p boxlite-cli >&2 &&
+        cp "$target_dir/$MUSL/release/boxlite" "$assets/boxlite"
+    local rootfs
+    if rootfs=$(bash scripts/build-rootfs.sh | tail -n 1) && [ -d "$rootfs" ]; then
+        cp "$rootfs/initramfs.cpio" "$assets/rootfs.cpio"
+        cp "$rootfs/rootfs.ext4" "$assets/rootfs.ext4"
+    else
+        log "ERROR: scripts/build-rootfs.sh failed; the agent cases will fail"
+    fi
+    truncate -s 32M "$assets/data.ext4" && mkfs.ext4 -q -F -L boxlite-data "$assets/data.ext4" >&2
+    cp /sbin/e2fsck.static "$assets/e2fsck"
+    local lib
+    for lib in $(ldd /usr/bin/socat | awk '/=>/ { print $3 } /ld-linux/ { print $1 }'); do
+        cp -L "$lib" "$assets/socat/"
+    done
+    cp /usr/bin/socat "$assets/socat/socat.bin"
+    cat >"$assets/socat/socat" <<'WRAP'
+#!/bin/sh
+# Debian's socat inside the test host, which has no shared libraries of its own.
+d=$(dirname "$0")
+exec "$d/ld-linux-x86-64.so.2" --library-path "$d" "$d/socat.bin" "$@"
+WRAP
+    chmod +x "$assets/socat/socat"
+}
+build_assets || log "ERROR: building the harness assets failed (see above)"
+
 build_runner
 exec "$runner" run \
     --host-kernel "$kdir/vmlinux" \
@@ -75,4 +112,5 @@ exec "$runner" run \
     --guest-bzimage "$kdir/bzImage" \
     --shim "$shim" \
     --busybox /bin/busybox \
+    --assets-dir "$assets" \
     "$@"

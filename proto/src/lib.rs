@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+pub mod agent;
 pub mod frame;
 pub mod outcome;
 pub mod shim;
@@ -17,4 +18,7 @@ pub use frame::{
     decode_frame, encode_frame, frame_payload_len, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN,
 };
 pub use outcome::{VmOutcome, EXIT_USAGE};
-pub use shim::{ConfigError, ConsoleConfig, LogLevel, ShimConfig, VmConfig, SHIM_CONFIG_VERSION};
+pub use shim::{
+    ConfigError, ConsoleConfig, DiskConfig, LogLevel, ShimConfig, VmConfig, VsockConfig,
+    SHIM_CONFIG_VERSION,
+};

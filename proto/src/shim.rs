@@ -37,6 +37,30 @@ pub struct VmConfig {
     pub vcpus: u8,
     /// Where the guest's serial console goes.
     pub console: ConsoleConfig,
+    /// virtio-blk disks, in order: the first is the guest's `/dev/vda`.
+    pub disks: Vec<DiskConfig>,
+    /// The virtio-vsock device, if the VM has one.
+    pub vsock: Option<VsockConfig>,
+}
+
+/// A virtio-blk disk backed by a raw image file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskConfig {
+    /// Host path of the raw image.
+    pub path: String,
+    /// Refuse guest writes (VIRTIO_BLK_F_RO); the image is opened read-only.
+    pub read_only: bool,
+}
+
+/// A virtio-vsock device bridged to host Unix sockets (Firecracker's protocol): host programs
+/// connect to `uds_path` and send `CONNECT <port>`; guest connections to host port P reach a
+/// listener at `<uds_path>_<P>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VsockConfig {
+    /// The guest's context id (3 or more; 0-2 are reserved).
+    pub guest_cid: u32,
+    /// Host path of the Unix socket the device listens on.
+    pub uds_path: String,
 }
 
 /// Destinations of the guest serial console (COM1). Both may be set; neither discards it.
@@ -138,6 +162,7 @@ impl ShimConfig {
 mod tests {
     use super::*;
     use alloc::string::ToString;
+    use alloc::vec;
 
     fn sample() -> ShimConfig {
         ShimConfig::new(
@@ -151,6 +176,20 @@ mod tests {
                     file: Some("/tmp/console.log".to_string()),
                     stdout: true,
                 },
+                disks: vec![
+                    DiskConfig {
+                        path: "/img/root.ext4".to_string(),
+                        read_only: true,
+                    },
+                    DiskConfig {
+                        path: "/img/data.raw".to_string(),
+                        read_only: false,
+                    },
+                ],
+                vsock: Some(VsockConfig {
+                    guest_cid: 3,
+                    uds_path: "/run/box/vsock.sock".to_string(),
+                }),
             },
             LogLevel::Info,
         )

@@ -1,11 +1,12 @@
 //! The shim's command line. Production runs pass no flags and send the config on stdin; the flags
 //! exist for debugging and benchmarking, like Firecracker's config file.
 
-use boxlite_proto::{ConsoleConfig, LogLevel, ShimConfig, VmConfig};
+use boxlite_proto::{ConsoleConfig, DiskConfig, LogLevel, ShimConfig, VmConfig, VsockConfig};
 
 /// Command line used when none is given: serial console, i8042 reset on reboot, reset on panic.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1";
 const DEFAULT_MEM_MIB: u32 = 256;
+const DEFAULT_GUEST_CID: u32 = 3;
 
 /// Usage text for `--help`.
 pub const USAGE: &str = "\
@@ -23,6 +24,12 @@ FLAGS:
     --cmdline STRING    kernel command line [default: console=ttyS0 reboot=k panic=-1]
     --mem-mib N         guest memory in MiB [default: 256]
     --vcpus N           number of vCPUs, 1..=32 [default: 1]
+    --disk PATH         add a virtio-blk disk backed by a raw image (first = /dev/vda); repeatable
+    --ro-disk PATH      the same, read-only (guest writes are refused)
+    --vsock UDS         add a virtio-vsock device bridged to the Unix socket UDS (Firecracker's
+                        protocol: host connects to UDS and sends 'CONNECT <port>'; guest
+                        connections to host port P go to UDS_P)
+    --vsock-cid N       the guest's vsock context id [default: 3]
     --console DEST      where the serial console goes: a file path (appended to) or '-' for
                         stdout; repeat for both [default: -]
     --log-level LEVEL   error, warn, info, debug or trace [default: info]
@@ -69,6 +76,9 @@ fn parse_flags(args: &[String]) -> Result<ShimConfig, String> {
     let mut console = ConsoleConfig::default();
     let mut console_given = false;
     let mut log_level = LogLevel::Info;
+    let mut disks = Vec::new();
+    let mut vsock_uds = None;
+    let mut guest_cid = DEFAULT_GUEST_CID;
 
     let mut iter = args.iter();
     while let Some(flag) = iter.next() {
@@ -79,6 +89,16 @@ fn parse_flags(args: &[String]) -> Result<ShimConfig, String> {
             "--cmdline" => cmdline = value()?.clone(),
             "--mem-mib" => mem_mib = number(flag, value()?)?,
             "--vcpus" => vcpus = number(flag, value()?)?,
+            "--disk" => disks.push(DiskConfig {
+                path: value()?.clone(),
+                read_only: false,
+            }),
+            "--ro-disk" => disks.push(DiskConfig {
+                path: value()?.clone(),
+                read_only: true,
+            }),
+            "--vsock" => vsock_uds = Some(value()?.clone()),
+            "--vsock-cid" => guest_cid = number(flag, value()?)?,
             "--console" => {
                 let dest = value()?;
                 console_given = true;
@@ -101,17 +121,21 @@ fn parse_flags(args: &[String]) -> Result<ShimConfig, String> {
         console.stdout = true;
     }
     let kernel = kernel.ok_or("--kernel is required")?;
-    Ok(ShimConfig::new(
-        VmConfig {
-            kernel,
-            initrd,
-            cmdline,
-            mem_mib,
-            vcpus,
-            console,
-        },
-        log_level,
-    ))
+    let vsock = vsock_uds.map(|uds_path| VsockConfig {
+        guest_cid,
+        uds_path,
+    });
+    let vm = VmConfig {
+        kernel,
+        initrd,
+        cmdline,
+        mem_mib,
+        vcpus,
+        console,
+        disks,
+        vsock,
+    };
+    Ok(ShimConfig::new(vm, log_level))
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
@@ -149,6 +173,7 @@ mod tests {
                 stdout: true
             }
         );
+        assert!(config.vm.disks.is_empty() && config.vm.vsock.is_none());
     }
 
     #[test]
@@ -171,6 +196,14 @@ mod tests {
             "-",
             "--log-level",
             "debug",
+            "--ro-disk",
+            "/root.ext4",
+            "--disk",
+            "/data.raw",
+            "--vsock",
+            "/run/v.sock",
+            "--vsock-cid",
+            "7",
         ];
         let Ok(Command::EncodeConfig(config)) = parse(&args(&list)) else {
             panic!()
@@ -192,6 +225,26 @@ mod tests {
             }
         );
         assert_eq!(config.log_level, LogLevel::Debug);
+        assert_eq!(
+            config.vm.disks,
+            vec![
+                DiskConfig {
+                    path: "/root.ext4".into(),
+                    read_only: true
+                },
+                DiskConfig {
+                    path: "/data.raw".into(),
+                    read_only: false
+                }
+            ]
+        );
+        assert_eq!(
+            config.vm.vsock,
+            Some(VsockConfig {
+                guest_cid: 7,
+                uds_path: "/run/v.sock".into()
+            })
+        );
     }
 
     #[test]

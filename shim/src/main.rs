@@ -124,6 +124,8 @@ mod tests {
                 mem_mib: 64,
                 vcpus: 1,
                 console: ConsoleConfig::default(),
+                disks: Vec::new(),
+                vsock: None,
             },
             LogLevel::Info,
         )

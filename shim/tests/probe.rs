@@ -19,6 +19,9 @@ use boxlite_proto::VmOutcome;
 const SHIM: &str = env!("CARGO_BIN_EXE_boxlite-shim");
 const TIMEOUT: Duration = Duration::from_secs(60);
 const PROTOCOLS: [&str; 2] = ["probe-pvh", "probe-linux64"];
+/// Every VM has the virtio entropy device in the first virtio-mmio slot, announced on the
+/// kernel command line after the configured part.
+const RNG_ENTRY: &str = "virtio_mmio.device=4K@0xc0001000:5";
 
 fn probe(name: &str) -> PathBuf {
     let dir = std::env::var_os("BOXLITE_PROBE_DIR")
@@ -126,7 +129,7 @@ fn each_entry_path_starts_the_probe_with_its_command_line() {
         boot(kernel, "hello", &[])
             .expect(VmOutcome::GuestReset)
             .has_line(&format!("PROBE: start {tag}"))
-            .has_line("PROBE: cmdline=probe=hello")
+            .has_line(&format!("PROBE: cmdline=probe=hello {RNG_ENTRY}"))
             .has_line("PROBE: done");
     }
 }
@@ -266,7 +269,9 @@ fn config_on_stdin_boots_like_flags() {
         .unwrap();
     finish(wait(child))
         .expect(VmOutcome::GuestReset)
-        .has_line("PROBE: cmdline=probe=hello from=stdin");
+        .has_line(&format!(
+            "PROBE: cmdline=probe=hello from=stdin {RNG_ENTRY}"
+        ));
 }
 
 #[test]

@@ -4,29 +4,31 @@
 use std::fs::OpenOptions;
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use event_manager::{EventManager, SubscriberOps};
+use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use boxlite_proto::{ConsoleConfig, VmConfig};
 
 use crate::arch::mptable;
 use crate::boot;
-use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::exit_monitor::ExitMonitor;
 use crate::layout::{BOOT_TIMER_ADDR, CMOS_PORT, COM1_IRQ, COM1_PORT, I8042_PORT, MAX_VCPUS};
-use crate::legacy::boot_timer::{process_cpu_time, BootTimer, BOOT_TIMER_LEN};
+use crate::legacy::boot_timer::{process_cpu_time, BootTime, BootTimer, BOOT_TIMER_LEN};
 use crate::legacy::cmos::{Cmos, CMOS_PORT_COUNT};
 use crate::legacy::console::{ConsoleSink, ConsoleWriter, PanicWatch};
 use crate::legacy::i8042::{I8042, I8042_PORT_COUNT};
 use crate::legacy::serial::{SerialDevice, SERIAL_PORT_COUNT};
 use crate::legacy::EventFdTrigger;
 use crate::memory::{create_guest_memory, memory_map};
+use crate::virtio::{self, VirtioAttacher};
 use crate::vmm::{Subscriber, Vmm};
 use crate::vstate::vcpu::Vcpu;
 use crate::vstate::vm::Vm;
+use boxlite_devices::bus::Bus;
 
 fn eventfd(what: &'static str) -> Result<EventFd> {
     EventFd::new(EFD_NONBLOCK).map_err(Error::io(what))
@@ -66,6 +68,98 @@ fn validate(config: &VmConfig) -> Result<()> {
     Ok(())
 }
 
+/// The kernel command line: the configured one plus an entry per virtio device.
+fn full_cmdline(configured: &str, device_entries: &[String]) -> String {
+    let mut cmdline = configured.trim().to_string();
+    for entry in device_entries {
+        if !cmdline.is_empty() {
+            cmdline.push(' ');
+        }
+        cmdline.push_str(entry);
+    }
+    cmdline
+}
+
+/// Loads the kernel, command line and initrd and writes the boot structures and MP table.
+fn load_guest(
+    memory: &GuestMemoryMmap,
+    config: &VmConfig,
+    cmdline: &str,
+) -> Result<boot::LoadedKernel> {
+    let mem_bytes = u64::from(config.mem_mib) << 20;
+    let kernel = boot::kernel::load(memory, &config.kernel)?;
+    let cmdline_len = boot::cmdline::write(memory, cmdline)?;
+    let initrd = match &config.initrd {
+        Some(path) => Some(boot::initrd::load(
+            memory,
+            path,
+            kernel.kernel_end,
+            mem_bytes,
+        )?),
+        None => None,
+    };
+    let map = memory_map(mem_bytes);
+    boot::write_boot_info(memory, &kernel, cmdline_len, initrd, &map)?;
+    mptable::setup(memory, config.vcpus)?;
+    Ok(kernel)
+}
+
+/// What the legacy devices hand to the rest of the VM.
+struct Legacy {
+    pio: Bus,
+    reset: EventFd,
+    panic_watch: Arc<PanicWatch>,
+    boot_time: Arc<Mutex<Option<BootTime>>>,
+}
+
+/// COM1, the i8042 and the CMOS on the port bus; the boot timer on the MMIO bus.
+fn legacy_devices(
+    vm: &Vm,
+    console: &ConsoleConfig,
+    mmio: &mut Bus,
+    start: Instant,
+    start_cpu: Duration,
+) -> Result<Legacy> {
+    let panic_watch = Arc::new(PanicWatch::default());
+    let serial_irq = eventfd("creating the serial interrupt eventfd")?;
+    vm.fd()
+        .register_irqfd(&serial_irq, COM1_IRQ)
+        .map_err(Error::kvm("KVM_IRQFD (serial)"))?;
+    let console = ConsoleWriter::new(console_sinks(console)?, panic_watch.clone());
+    let reset = eventfd("creating the reset eventfd")?;
+    let reset_trigger = reset
+        .try_clone()
+        .map_err(Error::io("cloning the reset eventfd"))?;
+    let boot_time = Arc::new(Mutex::new(None));
+
+    let mut pio = Bus::new();
+    let serial = SerialDevice::new(EventFdTrigger(serial_irq), console);
+    pio.insert(
+        u64::from(COM1_PORT),
+        SERIAL_PORT_COUNT,
+        Arc::new(Mutex::new(serial)),
+    )?;
+    let i8042 = I8042::new(EventFdTrigger(reset_trigger));
+    pio.insert(
+        u64::from(I8042_PORT),
+        I8042_PORT_COUNT,
+        Arc::new(Mutex::new(i8042)),
+    )?;
+    pio.insert(
+        u64::from(CMOS_PORT),
+        CMOS_PORT_COUNT,
+        Arc::new(Mutex::new(Cmos::default())),
+    )?;
+    let timer = BootTimer::new(start, start_cpu, boot_time.clone());
+    mmio.insert(BOOT_TIMER_ADDR, BOOT_TIMER_LEN, Arc::new(Mutex::new(timer)))?;
+    Ok(Legacy {
+        pio,
+        reset,
+        panic_watch,
+        boot_time,
+    })
+}
+
 /// Builds a VM ready to [`Vmm::run`]. Timing for the boot timer starts here.
 pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
     let start = Instant::now();
@@ -75,66 +169,19 @@ pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
     let vm = Vm::new()?;
     let memory = Arc::new(create_guest_memory(config.mem_mib)?);
     vm.register_memory(&memory)?;
-    let mem_bytes = u64::from(config.mem_mib) << 20;
 
-    let kernel = boot::kernel::load(&memory, &config.kernel)?;
-    let cmdline_len = boot::cmdline::write(&memory, &config.cmdline)?;
-    let initrd = match &config.initrd {
-        Some(path) => Some(boot::initrd::load(
-            &memory,
-            path,
-            kernel.kernel_end,
-            mem_bytes,
-        )?),
-        None => None,
-    };
-    let map = memory_map(mem_bytes);
-    boot::write_boot_info(&memory, &kernel, cmdline_len, initrd, &map)?;
-    mptable::setup(&memory, config.vcpus)?;
-
-    // Legacy devices.
-    let panic_watch = Arc::new(PanicWatch::default());
-    let serial_irq = eventfd("creating the serial interrupt eventfd")?;
-    vm.fd()
-        .register_irqfd(&serial_irq, COM1_IRQ)
-        .map_err(Error::kvm("KVM_IRQFD (serial)"))?;
-    let console = ConsoleWriter::new(console_sinks(&config.console)?, panic_watch.clone());
-    let reset = eventfd("creating the reset eventfd")?;
-    let reset_trigger = reset
-        .try_clone()
-        .map_err(Error::io("cloning the reset eventfd"))?;
-    let boot_time = Arc::new(Mutex::new(None));
-
-    let mut pio = Bus::new();
-    pio.insert(
-        u64::from(COM1_PORT),
-        SERIAL_PORT_COUNT,
-        Arc::new(Mutex::new(SerialDevice::new(
-            EventFdTrigger(serial_irq),
-            console,
-        ))),
-    )?;
-    pio.insert(
-        u64::from(I8042_PORT),
-        I8042_PORT_COUNT,
-        Arc::new(Mutex::new(I8042::new(EventFdTrigger(reset_trigger)))),
-    )?;
-    pio.insert(
-        u64::from(CMOS_PORT),
-        CMOS_PORT_COUNT,
-        Arc::new(Mutex::new(Cmos::default())),
-    )?;
+    // Devices first: their command-line entries are part of what the kernel is handed.
     let mut mmio = Bus::new();
-    mmio.insert(
-        BOOT_TIMER_ADDR,
-        BOOT_TIMER_LEN,
-        Arc::new(Mutex::new(BootTimer::new(
-            start,
-            start_cpu,
-            boot_time.clone(),
-        ))),
+    let mut attacher = VirtioAttacher::new(&vm, &memory, &mut mmio);
+    virtio::attach_configured(&mut attacher, config)?;
+    let (device_entries, device_subscribers) = attacher.finish();
+    let legacy = legacy_devices(&vm, &config.console, &mut mmio, start, start_cpu)?;
+    let kernel = load_guest(
+        &memory,
+        config,
+        &full_cmdline(&config.cmdline, &device_entries),
     )?;
-    let (pio, mmio) = (Arc::new(pio), Arc::new(mmio));
+    let (pio, mmio) = (Arc::new(legacy.pio), Arc::new(mmio));
 
     // vCPUs.
     let base_cpuid = vm.supported_cpuid()?;
@@ -145,7 +192,7 @@ pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
         vcpus.push(vcpu);
     }
 
-    // Event loop.
+    // Event loop: the exit monitor and every device backend.
     let vcpu_stopped = eventfd("creating the vCPU stop eventfd")?;
     let shutdown = eventfd("creating the shutdown eventfd")?;
     let (vcpu_reports, reports) = channel();
@@ -154,23 +201,27 @@ pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
             .try_clone()
             .map_err(Error::io("cloning the vCPU stop eventfd"))?,
         reports,
-        reset,
+        legacy.reset,
         shutdown
             .try_clone()
             .map_err(Error::io("cloning the shutdown eventfd"))?,
-        panic_watch,
+        legacy.panic_watch,
     )));
     let mut event_manager = EventManager::<Subscriber>::new().map_err(|e| Error::Io {
         what: "creating the event loop",
         source: std::io::Error::other(format!("{e:?}")),
     })?;
     event_manager.add_subscriber(monitor.clone());
+    for subscriber in device_subscribers {
+        event_manager.add_subscriber(subscriber);
+    }
 
     log::info!(
-        "VM built in {} us: {} MiB, {} vCPU(s), kernel entry {:?}",
+        "VM built in {} us: {} MiB, {} vCPU(s), {} virtio device(s), kernel entry {:?}",
         start.elapsed().as_micros(),
         config.mem_mib,
         config.vcpus,
+        device_entries.len(),
         kernel.entry
     );
     Ok(Vmm {
@@ -180,7 +231,7 @@ pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
         vcpu_stopped,
         vcpu_reports,
         shutdown,
-        boot_time,
+        boot_time: legacy.boot_time,
         vm,
         memory,
     })
@@ -198,7 +249,20 @@ mod tests {
             mem_mib: 64,
             vcpus: 1,
             console: ConsoleConfig::default(),
+            disks: Vec::new(),
+            vsock: None,
         }
+    }
+
+    #[test]
+    fn device_entries_are_appended_to_the_command_line() {
+        let entries = vec!["virtio_mmio.device=4K@0xc0001000:5".to_string()];
+        assert_eq!(
+            full_cmdline(" console=ttyS0 ", &entries),
+            "console=ttyS0 virtio_mmio.device=4K@0xc0001000:5"
+        );
+        assert_eq!(full_cmdline("", &entries), entries[0]);
+        assert_eq!(full_cmdline("quiet", &[]), "quiet");
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A device could not be set up (bus window, virtio device).
+    #[error(transparent)]
+    Device(#[from] boxlite_devices::Error),
     /// An event-loop or thread operation failed.
     #[error("{what}: {source}")]
     Io {

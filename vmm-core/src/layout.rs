@@ -45,6 +45,8 @@ pub const MMIO_HOLE_END: u64 = 0x1_0000_0000;
 pub const BOOT_TIMER_ADDR: u64 = MMIO_HOLE_START;
 /// First address for virtio-mmio devices (after the boot timer page).
 pub const VIRTIO_MMIO_START: u64 = MMIO_HOLE_START + 0x1000;
+/// IRQ line of the first virtio-mmio device; later devices take the following lines.
+pub const VIRTIO_IRQ_START: u32 = 5;
 /// I/O APIC base address (fixed by KVM's in-kernel irqchip).
 pub const IOAPIC_ADDR: u32 = 0xfec0_0000;
 /// Local APIC base address.

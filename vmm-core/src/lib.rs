@@ -12,12 +12,12 @@
 pub mod arch;
 pub mod boot;
 pub mod builder;
-pub mod bus;
 pub mod error;
 pub mod exit_monitor;
 pub mod layout;
 pub mod legacy;
 pub mod memory;
+pub mod virtio;
 pub mod vmm;
 pub mod vstate;
 

@@ -9,11 +9,16 @@
 #![no_std]
 
 pub mod arch;
+mod blk_scenario;
 pub mod boot;
+pub mod deadline;
+pub mod irq;
 pub mod mptable;
 pub mod phys;
 pub mod serial;
 pub mod smp;
+pub mod virtio;
+mod vsock_scenario;
 
 pub use boot::Boot;
 use serial::write_bytes;
@@ -59,6 +64,8 @@ pub fn run(boot: Boot) -> ! {
             Err(e) => probe!("mptable error {}", e),
         },
         Some(b"smp") => smp::run(),
+        Some(b"blk") => blk_scenario::run(cmdline),
+        Some(b"vsock") => vsock_scenario::run(cmdline),
         Some(b"boottimer") => {
             // SAFETY: 0xc0000000 is identity-mapped uncached by the probe's
             // page tables; it is the VMM's boot-timer MMIO register, not RAM

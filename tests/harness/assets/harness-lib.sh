@@ -79,3 +79,50 @@ wait_for_line() {
         sleep 0.05
     done
 }
+
+# --- Boxes with the guest agent (need the assets share, see scripts/test-harness.sh) ---------
+# BOX_CMDLINE: the kernel command line of an agent box (the boxlite CLI uses the same).
+BOX_CMDLINE="console=ttyS0 reboot=k panic=-1 quiet"
+
+# use_boxes: exports BOXLITE (the static CLI) and its defaults (kernel, agent rootfs, shim).
+use_boxes() {
+    if [ -z "${ASSETS:-}" ] || [ ! -x "$ASSETS/boxlite" ] || [ ! -f "$ASSETS/rootfs.cpio" ]; then
+        fail "the harness assets (boxlite CLI, agent rootfs) are missing: see scripts/test-harness.sh"
+    fi
+    export BOXLITE="$ASSETS/boxlite" BOXLITE_SHIM="$SHIM" BOXLITE_KERNEL="$GUEST_KERNEL"
+    export BOXLITE_INITRD="$ASSETS/rootfs.cpio"
+}
+
+# start_box [SHIM FLAGS...]: boots a long-lived agent box in the background ($BOX_PID) with its
+# vsock socket at $BOX_UDS and its console in $WORK/box-console.log, and waits for the agent.
+start_box() {
+    use_boxes
+    mkdir -p /tmp/box
+    BOX_UDS=/tmp/box/v.sock
+    mark box-spawn
+    "$SHIM" --kernel "$GUEST_KERNEL" --initrd "$BOXLITE_INITRD" --cmdline "$BOX_CMDLINE" \
+        --vsock "$BOX_UDS" --console "$WORK/box-console.log" "$@" 2>"$WORK/shim.stderr" &
+    BOX_PID=$!
+    # The agent retries its readiness connection for 30 s: binding just after the spawn is fine.
+    "$BOXLITE" wait-ready --vsock "$BOX_UDS" --boot-timeout 60 ||
+        fail "the box's agent never signalled readiness (console: $WORK/box-console.log)"
+    mark box-ready
+}
+
+# stop_box: asks the agent to power the box off; the shim must end with status 0 (guest reset).
+stop_box() {
+    "$BOXLITE" shutdown --vsock "$BOX_UDS" || fail "boxlite shutdown failed"
+    wait "$BOX_PID"
+    expect_eq 0 "$?" "shim exit status after the agent's shutdown"
+    mark box-stopped
+}
+
+# bx ARGS...: boxlite exec in the running box.
+bx() { "$BOXLITE" exec --vsock "$BOX_UDS" "$@"; }
+
+# expect_file_eq EXPECTED_TEXT FILE [WHAT]: FILE holds exactly EXPECTED_TEXT plus a newline.
+expect_file_eq() {
+    printf '%s\n' "$1" >/tmp/expected.$$
+    cmp -s /tmp/expected.$$ "$2" || fail "${3:-$2}: expected '$1', got '$(cat "$2")'"
+    rm -f /tmp/expected.$$
+}

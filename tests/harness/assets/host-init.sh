@@ -28,6 +28,12 @@ if [ ! -c /dev/kvm ]; then
     finish 125
 fi
 
+# The optional read-only assets share (boxlite-harness --assets-dir).
+mkdir -p /assets
+if mount -t 9p -o trans=virtio,version=9p2000.L,msize=131072,ro assets /assets 2>/dev/null; then
+    export ASSETS=/assets
+fi
+
 export SHIM=/opt/boxlite/boxlite-shim
 export GUEST_KERNEL=/opt/boxlite/vmlinux
 export GUEST_BZIMAGE=/opt/boxlite/bzImage

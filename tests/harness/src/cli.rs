@@ -29,6 +29,7 @@ run options:
   --report-dir DIR      where console logs and the summary go [default: target/harness-report]
   --cases-dir DIR       case scripts [default: this crate's cases/]
   --qemu PATH           QEMU binary [default: qemu-system-x86_64]
+  --assets-dir DIR      shared read-only with every test host at /assets (ASSETS in cases)
   --tsc-khz N           tsc_early_khz= for the test host [default: cpu MHz in /proc/cpuinfo x 1000]
 
 Exit status: 0 all selected cases passed; 1 a case failed; 2 usage error;
@@ -47,7 +48,7 @@ pub const DEFAULT_JOBS: usize = 2;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `run`: run the selected cases.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// `list`: print the cases.
     List(ListArgs),
     /// `guest-initrd`: write the guest initramfs.
@@ -90,6 +91,8 @@ pub struct RunArgs {
     pub qemu: PathBuf,
     /// `--tsc-khz`.
     pub tsc_khz: Option<u64>,
+    /// `--assets-dir`.
+    pub assets_dir: Option<PathBuf>,
 }
 
 /// Arguments of `list`.
@@ -173,7 +176,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             }
             Ok(Command::List(list))
         }
-        Some("run") => parse_run(flags).map(Command::Run),
+        Some("run") => parse_run(flags).map(|r| Command::Run(Box::new(r))),
         Some("guest-initrd") => {
             let (mut busybox, mut out) = (PathBuf::from(DEFAULT_BUSYBOX), None);
             while let Some((flag, value)) = flags.next_pair()? {
@@ -206,6 +209,7 @@ fn parse_run(mut flags: Flags) -> Result<RunArgs> {
         cases_dir: default_cases_dir(),
         qemu: DEFAULT_QEMU.into(),
         tsc_khz: None,
+        assets_dir: None,
     };
     while let Some((flag, value)) = flags.next_pair()? {
         match flag.as_str() {
@@ -220,6 +224,7 @@ fn parse_run(mut flags: Flags) -> Result<RunArgs> {
             "--cases-dir" => run.cases_dir = value.into(),
             "--qemu" => run.qemu = value.into(),
             "--tsc-khz" => run.tsc_khz = Some(number(&flag, value)?),
+            "--assets-dir" => run.assets_dir = Some(value.into()),
             _ => return Err(usage(format!("`run` has no flag {flag}"))),
         }
     }
@@ -251,7 +256,7 @@ mod tests {
         let Command::Run(r) = parse(args(
             "run --host-kernel /k/v --guest-kernel=/k/g --guest-bzimage /k/b --shim /s \
              --busybox /bb --filter boot --filter=kvm --jobs 3 --report-dir /r --cases-dir /c \
-             --qemu /q --tsc-khz 2000000",
+             --qemu /q --tsc-khz 2000000 --assets-dir /a",
         ))
         .unwrap() else {
             panic!("not run")
@@ -261,6 +266,7 @@ mod tests {
         assert_eq!(r.filters, ["boot", "kvm"]);
         assert_eq!((r.jobs, r.tsc_khz), (3, Some(2_000_000)));
         assert_eq!(r.qemu, PathBuf::from("/q"));
+        assert_eq!(r.assets_dir, Some(PathBuf::from("/a")));
     }
 
     #[test]

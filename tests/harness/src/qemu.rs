@@ -22,6 +22,9 @@ pub struct QemuConfig {
     pub tsc_khz: u64,
     /// Test host memory in MiB.
     pub mem_mib: u32,
+    /// A host directory every test host sees read-only at /assets (9p tag `assets`): binaries
+    /// and images the cases use beyond the shim and the kernels.
+    pub assets_dir: Option<PathBuf>,
 }
 
 /// The TSC frequency in kHz from `/proc/cpuinfo` text (`cpu MHz` × 1000, rounded).
@@ -94,6 +97,18 @@ pub fn qemu_args(cfg: &QemuConfig, share_dir: &Path) -> Vec<OsString> {
     );
     args.push("-device".into());
     args.push("virtio-9p-device,fsdev=fs0,mount_tag=work".into());
+    if let Some(assets) = &cfg.assets_dir {
+        args.push("-fsdev".into());
+        args.push(
+            format!(
+                "local,id=fs1,path={},security_model=none,readonly=on",
+                escape_opt(&assets.to_string_lossy())
+            )
+            .into(),
+        );
+        args.push("-device".into());
+        args.push("virtio-9p-device,fsdev=fs1,mount_tag=assets".into());
+    }
     args
 }
 
@@ -189,6 +204,7 @@ mod tests {
             initrd: "/r/host.cpio".into(),
             tsc_khz: 2_445_406,
             mem_mib: 1024,
+            assets_dir: None,
         }
     }
 
@@ -223,5 +239,23 @@ mod tests {
         );
         assert!(args.contains(&"local,id=fs0,path=/r/a,,b/work,security_model=none".to_owned()));
         assert!(args.contains(&"virtio-9p-device,fsdev=fs0,mount_tag=work".to_owned()));
+        assert!(
+            !joined.contains("mount_tag=assets"),
+            "no assets share unless asked for"
+        );
+    }
+
+    #[test]
+    fn assets_are_shared_read_only() {
+        let cfg = QemuConfig {
+            assets_dir: Some("/a".into()),
+            ..cfg()
+        };
+        let args: Vec<String> = qemu_args(&cfg, Path::new("/w"))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        assert!(args.contains(&"local,id=fs1,path=/a,security_model=none,readonly=on".to_owned()));
+        assert!(args.contains(&"virtio-9p-device,fsdev=fs1,mount_tag=assets".to_owned()));
     }
 }

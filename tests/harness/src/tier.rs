@@ -203,6 +203,7 @@ fn prepare(args: &RunArgs, report_dir: &Path) -> Result<RunSettings> {
             initrd: host_initrd,
             tsc_khz,
             mem_mib: HOST_MEM_MIB,
+            assets_dir: args.assets_dir.clone(),
         },
         report_dir: report_dir.to_owned(),
         jobs: args.jobs,

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::bus::BusDevice;
+use boxlite_devices::bus::BusDevice;
 
 /// The byte that marks "booted".
 pub const MAGIC_BOOT_COMPLETE: u8 = 123;

@@ -8,7 +8,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::bus::BusDevice;
+use boxlite_devices::bus::BusDevice;
 
 /// Ports 0x70 (index) and 0x71 (data).
 pub const CMOS_PORT_COUNT: u64 = 2;

@@ -14,9 +14,9 @@ use vmm_sys_util::eventfd::EventFd;
 use boxlite_proto::VmOutcome;
 
 use crate::arch::{cpuid, lapic, msr, regs};
-use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::vstate::vm::Vm;
+use boxlite_devices::bus::Bus;
 
 /// What a vCPU thread reports when it stops on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]

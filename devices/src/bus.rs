@@ -35,18 +35,17 @@ impl Bus {
 
     /// Maps `device` at `[base, base + len)`.
     pub fn insert(&mut self, base: u64, len: u64, device: SharedDevice) -> Result<()> {
-        let end = base.checked_add(len).filter(|_| len > 0).ok_or_else(|| {
-            Error::InvalidConfig(format!("bus range {base:#x}+{len:#x} is empty or wraps"))
-        })?;
+        let end = base
+            .checked_add(len)
+            .filter(|_| len > 0)
+            .ok_or(Error::BusRangeInvalid { base, len })?;
         let overlaps_previous = self
             .slots
             .range(..end)
             .next_back()
             .is_some_and(|(start, slot)| start + slot.len > base);
         if overlaps_previous {
-            return Err(Error::InvalidConfig(format!(
-                "bus range {base:#x}..{end:#x} overlaps a device"
-            )));
+            return Err(Error::BusRangeOverlap { base, end });
         }
         self.slots.insert(base, Slot { len, device });
         Ok(())

@@ -1,0 +1,20 @@
+//! boxlite devices: the I/O bus that routes vCPU exits, the virtio-mmio transport and the virtio
+//! devices behind it.
+//!
+//! Layout, one folder per concern:
+//! - [`bus`]: port-I/O and MMIO buses ([`bus::Bus`], [`bus::BusDevice`]).
+//! - [`virtio`]: the [`virtio::VirtioDevice`] trait every device implements, the
+//!   [`virtio::VirtioInterrupt`] shared between a device and its transport, the
+//!   [`virtio::mmio::MmioTransport`] that exposes a device as a `virtio,mmio` window, and the
+//!   devices themselves ([`virtio::rng`], [`virtio::block`]).
+//!
+//! Everything a guest can write (MMIO registers, descriptors, request headers) is untrusted: the
+//! code refuses or reports bad values, it never panics on them.
+
+#![deny(missing_docs)]
+
+pub mod bus;
+pub mod error;
+pub mod virtio;
+
+pub use error::{Error, Result};

@@ -1,0 +1,176 @@
+//! The block device proper: features, config space, activation.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use log::{error, warn};
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
+};
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+
+use super::config::BlockConfig;
+use super::disk::{Disk, SECTOR_SIZE};
+use super::request::{handle_chain, ID_LEN};
+use crate::virtio::drain::drain_queue;
+use crate::virtio::{ActiveQueue, QueueEvents, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1};
+use crate::{Error, Result};
+
+/// Queue size offered to the driver.
+const QUEUE_SIZE: u16 = 256;
+/// Data segments per request: the chain minus its header and status descriptors (no indirect
+/// descriptors are offered, so a chain is at most the queue size).
+const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
+/// Size of the staging buffer between the image and guest memory: large requests are copied
+/// in pieces of this size, so a guest-chosen length never sizes an allocation.
+const IO_CHUNK: usize = 128 * 1024;
+
+/// How to build a [`Block`].
+#[derive(Clone, Debug)]
+pub struct BlockOptions {
+    /// The raw image file. Its size, rounded down to 512 bytes, is the disk's capacity.
+    pub path: PathBuf,
+    /// Open the image read-only and offer VIRTIO_BLK_F_RO; guest writes then fail.
+    pub read_only: bool,
+    /// The serial the guest reads with VIRTIO_BLK_T_GET_ID (Linux shows it in
+    /// /sys/block/vdX/serial and /dev/disk/by-id); at most 20 bytes.
+    pub serial: String,
+}
+
+/// The state a running device works on.
+struct Active {
+    mem: GuestMemoryMmap,
+    interrupt: Arc<VirtioInterrupt>,
+    queue: Queue,
+}
+
+/// A virtio block device over a raw image. Share it as `Arc<Mutex<Block>>`: it is both the
+/// transport's [`VirtioDevice`] and an `event_manager::MutEventSubscriber` that serves the
+/// request queue.
+pub struct Block {
+    disk: Disk,
+    id: [u8; ID_LEN],
+    config: BlockConfig,
+    avail_features: u64,
+    acked_features: u64,
+    active: Option<Active>,
+    pub(super) events: QueueEvents,
+    buffer: Vec<u8>,
+}
+
+impl Block {
+    /// Opens the image in `options`.
+    pub fn new(options: &BlockOptions) -> Result<Block> {
+        let serial = options.serial.as_bytes();
+        if serial.len() > ID_LEN {
+            return Err(Error::BlockSerialTooLong {
+                serial: options.serial.clone(),
+                len: serial.len(),
+            });
+        }
+        let mut id = [0u8; ID_LEN];
+        id[..serial.len()].copy_from_slice(serial);
+        let disk = Disk::open(&options.path, options.read_only)?;
+        let mut avail_features = VIRTIO_F_VERSION_1
+            | 1 << VIRTIO_BLK_F_FLUSH
+            | 1 << VIRTIO_BLK_F_SEG_MAX
+            | 1 << VIRTIO_BLK_F_BLK_SIZE;
+        if options.read_only {
+            avail_features |= 1 << VIRTIO_BLK_F_RO;
+        }
+        Ok(Block {
+            config: BlockConfig::new(disk.sectors, SEG_MAX, SECTOR_SIZE as u32),
+            disk,
+            id,
+            avail_features,
+            acked_features: 0,
+            active: None,
+            events: QueueEvents::new()?,
+            buffer: vec![0; IO_CHUNK],
+        })
+    }
+
+    /// The disk's capacity in 512-byte sectors.
+    pub fn sectors(&self) -> u64 {
+        self.disk.sectors
+    }
+
+    /// The features the driver accepted at the last negotiation (0 after a reset).
+    pub fn acked_features(&self) -> u64 {
+        self.acked_features
+    }
+
+    /// Serves every available request; called when the driver notifies the queue.
+    pub(super) fn process_queue(&mut self) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        let (disk, id, buffer) = (&self.disk, &self.id, &mut self.buffer);
+        let mem = &active.mem;
+        drain_queue(&mut active.queue, mem, &active.interrupt, |chain| {
+            handle_chain(mem, chain, disk, id, buffer)
+        });
+    }
+}
+
+impl VirtioDevice for Block {
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_BLOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE]
+    }
+
+    fn avail_features(&self) -> u64 {
+        self.avail_features
+    }
+
+    fn ack_features(&mut self, features: u64) {
+        self.acked_features = features;
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        self.config.read(offset, data);
+    }
+
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        // Only the writeback field is writable, and only with VIRTIO_BLK_F_CONFIG_WCE, which
+        // is not offered.
+        warn!(
+            "virtio-blk: {}-byte config write at {offset:#x} ignored (config space is read-only)",
+            data.len()
+        );
+    }
+
+    fn activate(
+        &mut self,
+        mem: GuestMemoryMmap,
+        interrupt: Arc<VirtioInterrupt>,
+        queues: Vec<ActiveQueue>,
+    ) -> Result<()> {
+        let Ok([ActiveQueue { queue, notify }]) = <[ActiveQueue; 1]>::try_from(queues) else {
+            return Err(Error::Activate {
+                device: "block",
+                reason: "it needs exactly one queue".into(),
+            });
+        };
+        self.events.activate(vec![notify])?;
+        self.active = Some(Active {
+            mem,
+            interrupt,
+            queue,
+        });
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.active = None;
+        self.acked_features = 0;
+        if let Err(e) = self.events.reset() {
+            error!("virtio-blk: {e}");
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The block device on the event loop: serve requests when the driver notifies the queue.
+
+use event_manager::{EventOps, Events, MutEventSubscriber};
+
+use super::Block;
+
+impl MutEventSubscriber for Block {
+    fn init(&mut self, ops: &mut EventOps) {
+        self.events.init(ops);
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        if self.events.handle(&events, ops).is_some() {
+            self.process_queue();
+        }
+    }
+}

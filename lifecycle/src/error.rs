@@ -1,0 +1,115 @@
+//! The crate's error type.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use boxlite_proto::FrameError;
+
+/// Result of the runtime's operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to a guest.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The socket could not be connected.
+    #[error(
+        "cannot connect to {}: {source} (is the VM running, and is this its vsock socket or \
+         the agent's Unix socket?)",
+        path.display()
+    )]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// Why connecting failed.
+        source: io::Error,
+    },
+    /// A Unix socket path does not fit a socket address.
+    #[error(
+        "socket path {} is longer than the 107 bytes a Unix socket address holds; reach it \
+         through a shorter symlink",
+        path.display()
+    )]
+    PathTooLong {
+        /// The socket.
+        path: PathBuf,
+    },
+    /// The vsock device did not open the guest port (`CONNECT <port>` was not answered `OK`).
+    #[error(
+        "the vsock device at {} did not connect guest port {port} (reply {reply:?}); is the \
+         guest agent up and listening on that port?",
+        path.display()
+    )]
+    VsockRefused {
+        /// The vsock device's socket.
+        path: PathBuf,
+        /// The guest port asked for.
+        port: u32,
+        /// What the device answered (empty when it closed the connection).
+        reply: String,
+    },
+    /// Listening for the guest's readiness failed.
+    #[error("cannot listen for the guest's readiness at {}: {source}", path.display())]
+    Listen {
+        /// The listener's path.
+        path: PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// Reading or writing a connection failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+    /// Something took longer than allowed.
+    #[error("timed out after {after:?} {what}")]
+    Timeout {
+        /// What was being waited for.
+        what: &'static str,
+        /// The limit.
+        after: Duration,
+    },
+    /// The agent sent bytes that are not a valid frame.
+    #[error("malformed frame from the guest agent: {0}")]
+    Frame(FrameError),
+    /// A request could not be encoded (it exceeds the frame size limit).
+    #[error("cannot encode the request for the guest agent: {0}")]
+    Request(FrameError),
+    /// The agent speaks another protocol version.
+    #[error(
+        "the guest agent speaks protocol version {found}, this host speaks {expected}; build the \
+         guest rootfs (scripts/build-rootfs.sh) with the boxlite-agent of this release"
+    )]
+    Version {
+        /// The agent's version.
+        found: u32,
+        /// This host's version.
+        expected: u32,
+    },
+    /// The agent refused the request or reported a failure.
+    #[error("the guest agent reported: {message}")]
+    Agent {
+        /// The agent's message.
+        message: String,
+    },
+    /// The connection ended early.
+    #[error(
+        "the guest agent closed the connection {context} (did the guest shut down or crash? \
+         its console log says more)"
+    )]
+    Closed {
+        /// When it happened.
+        context: &'static str,
+    },
+    /// The agent sent a message that makes no sense at this point.
+    #[error("unexpected message from the guest agent {context}: {event}")]
+    Unexpected {
+        /// When it happened.
+        context: &'static str,
+        /// The message, abbreviated.
+        event: String,
+    },
+}
