@@ -2,7 +2,9 @@
 # Runs the criterion benchmarks.
 #   benches/run.sh            probe-guest boot on the local /dev/kvm (needs /dev/kvm)
 #   benches/run.sh harness    Linux boot to /init inside the e2e harness (QEMU, minutes)
-#   benches/run.sh all        both
+#   benches/run.sh harness-io box I/O inside the harness: exec round-trip p50/p99, vsock
+#                             throughput, virtio-blk sequential/random reads vs the host file
+#   benches/run.sh all        all three
 # Extra arguments after the group go to criterion (e.g. `benches/run.sh probe -- --quick`).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,9 +28,16 @@ run_harness() {
     cargo bench -p boxlite-benches --bench harness_boot "$@"
 }
 
+run_harness_io() {
+    local report=$root/target/bench-harness-io
+    bash scripts/test-harness.sh --cases-dir benches/harness --jobs 1 --report-dir "$report" >&2
+    sed -n 's/.*BENCH //p' "$report/box-io/console.log"
+}
+
 case "$group" in
     probe) run_probe "$@" ;;
     harness) run_harness "$@" ;;
-    all) run_probe "$@"; run_harness "$@" ;;
-    *) echo "benches/run.sh: unknown group '$group' (probe, harness, all)" >&2; exit 2 ;;
+    harness-io) run_harness_io ;;
+    all) run_probe "$@"; run_harness "$@"; run_harness_io ;;
+    *) echo "benches/run.sh: unknown group '$group' (probe, harness, harness-io, all)" >&2; exit 2 ;;
 esac

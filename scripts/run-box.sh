@@ -1,22 +1,35 @@
 #!/usr/bin/env bash
-# The main job: boot the default guest kernel in a box (boxlite-shim) and show its console.
+# The main job: run a command in a box and show its output (default: echo hello).
 #
-# Where this host has hardware virtualization (svm/vmx, a real /dev/kvm) the shim runs here.
-# Elsewhere, such as on the PVM-backed machines this project is developed on, it says why and
-# boots the box inside the e2e harness: QEMU (TCG) emulating an AMD-V test host, whose nested
-# /dev/kvm runs the same static shim and kernel.
+#   scripts/run-box.sh [--harness] [-- COMMAND [ARGS...]]
 #
-# Usage: scripts/run-box.sh [--harness]    (--harness: use the harness even if native works)
+# Where this host has hardware virtualization (svm/vmx, a real /dev/kvm) the box runs here:
+# `boxlite run` starts boxlite-shim with the default guest kernel and the agent rootfs, waits
+# for the agent, runs the command over vsock and shuts the box down. Elsewhere, such as on the
+# PVM-backed machines this project is developed on, it says why and runs the same static
+# `boxlite run` inside the e2e harness: QEMU (TCG) emulating an AMD-V test host whose nested
+# /dev/kvm runs the box. Exits with the command's status.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 out=$root/target/run-box
-mkdir -p "$out"
 say() { printf 'boxlite: %s\n' "$*" >&2; }
+
+force_harness=
+while (($#)); do
+    case "$1" in
+        --harness) force_harness=1; shift ;;
+        --) shift; break ;;
+        *) echo "usage: scripts/run-box.sh [--harness] [-- COMMAND [ARGS...]]" >&2; exit 2 ;;
+    esac
+done
+(($#)) || set -- echo hello
 
 # Prints why this host cannot run Linux guests natively; prints nothing when it can.
 native_blocker() {
-    if [ -d /sys/module/kvm_pvm ]; then
+    if [ -n "$force_harness" ]; then
+        echo "--harness was given"
+    elif [ -d /sys/module/kvm_pvm ]; then
         echo "/dev/kvm here is the PVM software hypervisor, which emulates guest kernel mode at ~1 M instructions/s (a Linux guest needs ~90 s to reach /init and faults on its first syscall)"
     elif ! grep -qwE 'svm|vmx' /proc/cpuinfo; then
         echo "this CPU reports no hardware virtualization (no svm/vmx flag in /proc/cpuinfo)"
@@ -26,25 +39,39 @@ native_blocker() {
 }
 
 blocker=$(native_blocker)
-if [ "${1:-}" = --harness ] && [ -z "$blocker" ]; then blocker="--harness was given"; fi
-
 if [ -z "$blocker" ]; then
-    say "hardware KVM available: booting natively"
+    say "hardware KVM available: running the box natively"
     kdir=$(bash scripts/build-kernel.sh | tail -n 1)
-    cargo build -q --release -p boxlite-shim -p boxlite-harness >&2
-    target/release/boxlite-harness guest-initrd --out "$out/guest-initrd.cpio"
-    exec target/release/boxlite-shim --kernel "$kdir/vmlinux" --initrd "$out/guest-initrd.cpio" \
-        --cmdline "console=ttyS0 reboot=k panic=-1 printk.time=1 harness.action=nproc" \
-        --mem-mib 256 --vcpus 2
+    rootfs=$(bash scripts/build-rootfs.sh | tail -n 1)
+    cargo build -q --release -p boxlite-shim -p boxlite-cli >&2
+    exec target/release/boxlite run --kernel "$kdir/vmlinux" --initrd "$rootfs/initramfs.cpio" \
+        --shim target/release/boxlite-shim -- "$@"
 fi
 
-say "cannot boot natively: $blocker."
-say "booting the box through the e2e harness instead: QEMU (TCG) emulates an AMD-V test host whose nested /dev/kvm runs boxlite-shim"
-rc=0
-bash scripts/test-harness.sh --cases-dir tests/harness/demo --jobs 1 --report-dir "$out" >&2 || rc=$?
-console=$out/boot-default-guest/work/guest-console.log
-if [ -f "$console" ]; then
-    say "guest console (boxlite-shim --console - inside the test host):"
-    cat "$console"
-fi
-exit "$rc"
+say "cannot run the box natively: $blocker."
+say "running it inside the e2e harness instead: QEMU (TCG) emulates an AMD-V test host whose nested /dev/kvm runs boxlite-shim"
+# A one-off harness case that runs the command with the static boxlite CLI in the test host.
+quoted=
+for arg in "$@"; do quoted+=" '${arg//\'/\'\\\'\'}'"; done
+mkdir -p "$out/cases"
+cat >"$out/cases/run-box.sh" <<CASE
+#!/bin/sh
+# description: the README's main job: boxlite run${quoted}
+# timeout: 300
+use_boxes
+mark box-run
+"\$BOXLITE" run --box-dir /tmp/box --${quoted} >"\$WORK/stdout" 2>"\$WORK/stderr"
+echo \$? >"\$WORK/status"
+mark box-done
+cp /tmp/box/console.log "\$WORK/box-console.log"
+[ "\$(cat "\$WORK/status")" != 125 ] || fail "boxlite itself failed: \$(cat "\$WORK/stderr")"
+CASE
+bash scripts/test-harness.sh --cases-dir "$out/cases" --jobs 1 --report-dir "$out/report" >&2 || {
+    say "the harness run failed; see $out/report"
+    exit 125
+}
+work=$out/report/run-box/work
+cat "$work/stdout"
+cat "$work/stderr" >&2
+say "(box console: $work/box-console.log)"
+exit "$(cat "$work/status")"

@@ -79,8 +79,8 @@ assets="$target_dir/harness-assets"
 build_assets() {
     rm -rf "$assets" && mkdir -p "$assets/socat"
     log "building the boxlite CLI ($MUSL, release)"
-    cargo build -q --release --target "$MUSL" -p boxlite-cli >&2 &&
-        cp "$target_dir/$MUSL/release/boxlite" "$assets/boxlite"
+    cargo build -q --release --target "$MUSL" -p boxlite-cli -p boxlite-benches >&2 &&
+        cp "$target_dir/$MUSL/release/boxlite" "$target_dir/$MUSL/release/boxlite-box-bench" "$assets/"
     local rootfs
     if rootfs=$(bash scripts/build-rootfs.sh | tail -n 1) && [ -d "$rootfs" ]; then
         cp "$rootfs/initramfs.cpio" "$assets/rootfs.cpio"
