@@ -53,9 +53,9 @@ run_host() {
     banner "tier host: unit tests (no VM)"
     local log=$log_dir/host.log rc rc2
     # Everything but the shim's integration tests, which boot probe guests (the probe tier).
-    cargo test --workspace --exclude boxlite-shim --lib --bins --tests --color never 2>&1 | tee "$log"
+    cargo test --workspace --exclude boxlite-shim --lib --bins --tests --no-fail-fast --color never 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
-    cargo test -p boxlite-shim --bins --color never 2>&1 | tee -a "$log"
+    cargo test -p boxlite-shim --bins --no-fail-fast --color never 2>&1 | tee -a "$log"
     rc2=${PIPESTATUS[0]}
     ((rc == 0)) && rc=$rc2
     read -r p f s < <(cargo_counts "$log")
@@ -85,7 +85,7 @@ run_probe() {
         return
     fi
     BOXLITE_PROBE_DIR=$probe_dir cargo test -p boxlite-shim --test probe --test probe_virtio \
-        --color never 2>&1 | tee "$log"
+        --no-fail-fast --color never 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     read -r p f s < <(cargo_counts "$log")
     if ((rc != 0 && f == 0)); then f=1; echo "tier probe: cargo test failed before running tests (exit $rc)"; fi

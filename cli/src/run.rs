@@ -114,8 +114,17 @@ fn spawn_shim(args: &RunArgs, dir: &BoxDir, uds: &Path) -> Result<Child, CliErro
         .stdin
         .take()
         .ok_or_else(|| spawn_error(std::io::Error::other("no stdin pipe")))?;
-    stdin.write_all(&config).map_err(spawn_error)?;
-    Ok(child)
+    match stdin.write_all(&config) {
+        Ok(()) => Ok(child),
+        // The shim exited before reading its config: the readiness wait sees it gone and
+        // reports its exit status and log, which say more than the broken pipe.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(child),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(spawn_error(e))
+        }
+    }
 }
 
 /// The last lines of the box's logs, for an error message.

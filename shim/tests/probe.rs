@@ -10,34 +10,18 @@
 //! `scripts/test.sh` runs this tier only where /dev/kvm is usable and says so otherwise.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use boxlite_proto::VmOutcome;
 
-const SHIM: &str = env!("CARGO_BIN_EXE_boxlite-shim");
+mod common;
+use common::{probe, PROTOCOLS, SHIM};
+
 const TIMEOUT: Duration = Duration::from_secs(60);
-const PROTOCOLS: [&str; 2] = ["probe-pvh", "probe-linux64"];
 /// Every VM has the virtio entropy device in the first virtio-mmio slot, announced on the
 /// kernel command line after the configured part.
 const RNG_ENTRY: &str = "virtio_mmio.device=4K@0xc0001000:5";
-
-fn probe(name: &str) -> PathBuf {
-    let dir = std::env::var_os("BOXLITE_PROBE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../guest/probe/target/x86_64-unknown-none/release")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "probe guest {} is missing: build it with scripts/build-probes.sh (or set BOXLITE_PROBE_DIR)",
-        path.display()
-    );
-    path
-}
 
 /// Waits for `child`, killing it after [`TIMEOUT`] so a hung guest fails the test instead of
 /// hanging the suite.

@@ -16,30 +16,15 @@ use std::time::{Duration, Instant};
 
 use boxlite_proto::VmOutcome;
 
-const SHIM: &str = env!("CARGO_BIN_EXE_boxlite-shim");
+mod common;
+use common::{probe, PROTOCOLS, SHIM};
+
 /// The longest a shim may run before the test kills it and fails.
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Socket reads and writes towards the guest.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
-const PROTOCOLS: [&str; 2] = ["probe-pvh", "probe-linux64"];
 const IMAGE_LEN: usize = 1 << 20;
 const SECTOR: usize = 512;
-
-fn probe(name: &str) -> PathBuf {
-    let dir = std::env::var_os("BOXLITE_PROBE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../guest/probe/target/x86_64-unknown-none/release")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "probe guest {} is missing: build it with scripts/build-probes.sh (or set BOXLITE_PROBE_DIR)",
-        path.display()
-    );
-    path
-}
 
 /// A fresh directory under /tmp, removed on drop. Kept short: a Unix socket path (sun_path)
 /// holds at most 107 bytes.

@@ -23,6 +23,20 @@ pub struct ActiveQueue {
     pub notify: EventFd,
 }
 
+impl ActiveQueue {
+    /// Takes the only queue of a single-queue device (`device` names it in the error), refusing
+    /// any other number of queues.
+    pub fn take_single(queues: Vec<ActiveQueue>, device: &'static str) -> Result<ActiveQueue> {
+        let count = queues.len();
+        <[ActiveQueue; 1]>::try_from(queues)
+            .map(|[queue]| queue)
+            .map_err(|_| crate::Error::Activate {
+                device,
+                reason: format!("it needs exactly one queue, got {count}"),
+            })
+    }
+}
+
 /// A virtio device as its transport sees it (virtio 1.2, section 2 "Basic facilities").
 ///
 /// Lifecycle, driven by the transport from the driver's status writes:

@@ -151,12 +151,7 @@ impl VirtioDevice for Block {
         interrupt: Arc<VirtioInterrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<()> {
-        let Ok([ActiveQueue { queue, notify }]) = <[ActiveQueue; 1]>::try_from(queues) else {
-            return Err(Error::Activate {
-                device: "block",
-                reason: "it needs exactly one queue".into(),
-            });
-        };
+        let ActiveQueue { queue, notify } = ActiveQueue::take_single(queues, "block")?;
         self.events.activate(vec![notify])?;
         self.active = Some(Active {
             mem,

@@ -131,12 +131,7 @@ impl VirtioDevice for Rng {
         interrupt: Arc<VirtioInterrupt>,
         queues: Vec<ActiveQueue>,
     ) -> Result<()> {
-        let Ok([ActiveQueue { queue, notify }]) = <[ActiveQueue; 1]>::try_from(queues) else {
-            return Err(Error::Activate {
-                device: "rng",
-                reason: "it needs exactly one queue".into(),
-            });
-        };
+        let ActiveQueue { queue, notify } = ActiveQueue::take_single(queues, "rng")?;
         self.events.activate(vec![notify])?;
         self.active = Some(Active {
             mem,

@@ -1,0 +1,27 @@
+//! What the probe-guest test files share: the shim under test and where the probes are.
+
+use std::path::PathBuf;
+
+/// The `boxlite-shim` binary built for these tests.
+pub const SHIM: &str = env!("CARGO_BIN_EXE_boxlite-shim");
+
+/// The two probe builds: PVH entry, and the Linux 64-bit boot protocol.
+pub const PROTOCOLS: [&str; 2] = ["probe-pvh", "probe-linux64"];
+
+/// The path of probe guest `name`, from BOXLITE_PROBE_DIR or the probe workspace's release
+/// output; fails the test with the build command when it is missing.
+pub fn probe(name: &str) -> PathBuf {
+    let dir = std::env::var_os("BOXLITE_PROBE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../guest/probe/target/x86_64-unknown-none/release")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "probe guest {} is missing: build it with scripts/build-probes.sh (or set BOXLITE_PROBE_DIR)",
+        path.display()
+    );
+    path
+}
