@@ -34,6 +34,14 @@ pub enum CliError {
         /// The end of shim.stderr and console.log.
         log_tail: String,
     },
+    /// The guest stopped answering about a command past its timeout.
+    #[error("the guest did not report the command's end within {after:?} (its timeout plus a grace period): {source}")]
+    Unresponsive {
+        /// How long the host waited.
+        after: std::time::Duration,
+        /// What the abandoned read reported.
+        source: boxlite_lifecycle::Error,
+    },
     /// Talking to the guest failed.
     #[error("{0}")]
     Guest(#[from] boxlite_lifecycle::Error),

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use boxlite_lifecycle::ExecRequest;
@@ -24,6 +25,8 @@ use crate::error::CliError;
 const GUEST_CID: u32 = 3;
 /// How often the readiness wait looks at the shim.
 const READY_POLL: Duration = Duration::from_millis(100);
+/// How long past a command's timeout the host waits for the agent to report its end.
+const HOST_TIMEOUT_GRACE: Duration = Duration::from_secs(10);
 /// How long a guest may take to power off after the agent's shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Lines of log shown when the box fails to start.
@@ -139,19 +142,28 @@ fn log_tail(dir: &BoxDir) -> String {
     tail
 }
 
-/// Waits for the guest's readiness, failing early when the shim exits.
+/// Waits for the guest's readiness, failing early when the shim exits. The listener waits on
+/// its own thread and is dropped (its socket removed) as soon as the guest has spoken, so a
+/// guest cannot queue connections on it afterwards.
 fn wait_ready(
-    ready: &ReadyListener,
+    ready: ReadyListener,
     shim: &mut Child,
     dir: &BoxDir,
     timeout: Duration,
 ) -> Result<(), CliError> {
-    let deadline = Instant::now() + timeout;
+    let (done, result) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(ready.wait(timeout));
+    });
     loop {
-        match ready.wait(READY_POLL) {
-            Ok(_) => return Ok(()),
-            Err(GuestError::Timeout { .. }) if Instant::now() < deadline => {}
-            Err(e) => return Err(e.into()),
+        match result.recv_timeout(READY_POLL) {
+            Ok(outcome) => return outcome.map(drop).map_err(CliError::from),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(CliError::Guest(GuestError::Closed {
+                    context: "while waiting for readiness",
+                }))
+            }
         }
         if let Ok(Some(status)) = shim.try_wait() {
             return Err(CliError::ShimDied {
@@ -160,6 +172,19 @@ fn wait_ready(
             });
         }
     }
+}
+
+/// Aborts the exec connection if it is still open after `after`; dropping the returned sender
+/// disarms it.
+fn host_deadline(control: boxlite_lifecycle::ExecControl, after: Duration) -> mpsc::Sender<()> {
+    let (disarm, disarmed) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = disarmed.recv_timeout(after) {
+            log::warn!("the guest did not end the command within {after:?}; giving up on it");
+            control.abort();
+        }
+    });
+    disarm
 }
 
 /// Copies this process's stdin to the command until EOF, then closes the command's stdin.
@@ -205,6 +230,15 @@ fn stop_box(session: &GuestSession, shim: &mut Child) {
 /// Runs `exec` through `session`, streaming its output here; returns the exit status to leave
 /// with.
 pub fn exec_in(session: &GuestSession, exec: &ExecOptions) -> Result<i32, CliError> {
+    exec_with_grace(session, exec, HOST_TIMEOUT_GRACE)
+}
+
+/// [`exec_in`] with the host's grace period past the command's timeout given.
+fn exec_with_grace(
+    session: &GuestSession,
+    exec: &ExecOptions,
+    grace: Duration,
+) -> Result<i32, CliError> {
     let request = ExecRequest {
         env: exec.env.clone(),
         cwd: exec.cwd.clone(),
@@ -218,6 +252,10 @@ pub fn exec_in(session: &GuestSession, exec: &ExecOptions) -> Result<i32, CliErr
     if exec.interactive {
         forward_stdin(handle.control());
     }
+    // The agent enforces the timeout; this deadline covers an agent that stops answering.
+    let armed = exec
+        .timeout
+        .map(|timeout| host_deadline(handle.control(), timeout + grace));
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let status = handle.stream(
         |bytes| {
@@ -226,13 +264,21 @@ pub fn exec_in(session: &GuestSession, exec: &ExecOptions) -> Result<i32, CliErr
         |bytes| {
             let _ = err.write_all(bytes).and_then(|_| err.flush());
         },
-    )?;
+    );
+    drop(armed);
+    let status = status.map_err(|e| match exec.timeout {
+        Some(timeout) => CliError::Unresponsive {
+            after: timeout + grace,
+            source: e,
+        },
+        None => e.into(),
+    })?;
     if status.timed_out {
         eprintln!("boxlite: the command timed out and was killed");
     }
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => code,
-        (None, Some(signal)) => 128 + signal,
+        (None, Some(signal)) => 128i32.saturating_add(signal),
         (None, None) => 1,
     })
 }
@@ -249,7 +295,7 @@ pub fn run(args: &RunArgs) -> Result<i32, CliError> {
     let uds = dir.join("vsock.sock");
     let ready = ReadyListener::bind(ready_listener_path(&uds))?;
     let mut shim = spawn_shim(args, &dir, &uds)?;
-    if let Err(e) = wait_ready(&ready, &mut shim, &dir, args.boot_timeout) {
+    if let Err(e) = wait_ready(ready, &mut shim, &dir, args.boot_timeout) {
         let _ = shim.kill();
         let _ = shim.wait();
         return Err(e);
@@ -329,7 +375,7 @@ mod tests {
             ..args()
         };
         let mut shim = spawn_shim(&run, &dir, &uds).unwrap();
-        let err = wait_ready(&ready, &mut shim, &dir, Duration::from_secs(10)).unwrap_err();
+        let err = wait_ready(ready, &mut shim, &dir, Duration::from_secs(10)).unwrap_err();
         assert!(matches!(err, CliError::ShimDied { .. }), "{err}");
         assert!(err.to_string().contains("shim.stderr"), "{err}");
     }
@@ -346,5 +392,46 @@ mod tests {
             err.to_string().contains("/nonexistent/boxlite-shim"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_silent_agent_is_given_up_on_after_the_timeout() {
+        use boxlite_proto::agent::Event;
+        use std::io::Read;
+        use std::os::unix::net::UnixListener;
+
+        let dir = BoxDir::create(None).unwrap();
+        let path = dir.join("agent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        // A fake agent: takes the request, says the command started, then says nothing more.
+        let agent = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut header = [0u8; 4];
+            conn.read_exact(&mut header).unwrap();
+            let mut request = vec![0u8; u32::from_le_bytes(header) as usize];
+            conn.read_exact(&mut request).unwrap();
+            let started = boxlite_proto::encode_frame(&Event::Started { pid: 42 }).unwrap();
+            conn.write_all(&started).unwrap();
+            let mut rest = Vec::new();
+            let _ = conn.read_to_end(&mut rest); // until the host gives up
+        });
+        let exec = ExecOptions {
+            timeout: Some(Duration::from_millis(100)),
+            ..args().exec
+        };
+        let start = Instant::now();
+        let err = exec_with_grace(
+            &GuestSession::unix(&path),
+            &exec,
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(matches!(err, CliError::Unresponsive { .. }), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        agent.join().unwrap();
     }
 }

@@ -169,13 +169,17 @@ impl GuestSession {
         stream
             .set_read_timeout(None)
             .map_err(io_error("cannot clear a socket timeout", None))?;
-        let writer = stream
-            .try_clone()
-            .map_err(io_error("cannot duplicate the exec connection", None))?;
+        let duplicate = || {
+            stream
+                .try_clone()
+                .map_err(io_error("cannot duplicate the exec connection", None))
+        };
+        let (writer, socket) = (duplicate()?, duplicate()?);
         Ok(ExecHandle {
             reader: stream,
             control: ExecControl {
                 writer: Arc::new(Mutex::new(writer)),
+                socket: Arc::new(socket),
             },
             pid,
             pending,
@@ -315,12 +319,24 @@ pub struct ExecOutput {
 #[derive(Debug, Clone)]
 pub struct ExecControl {
     writer: Arc<Mutex<UnixStream>>,
+    /// The same connection again, for [`ExecControl::abort`]: it must work while a writer
+    /// holds the lock, blocked on a full socket.
+    socket: Arc<UnixStream>,
 }
 
 impl ExecControl {
     fn send(&self, input: &ExecInput, context: &'static str) -> Result<()> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         wire::write_frame(&mut *writer, input, context)
+    }
+
+    /// Gives up on the command from the host side: shuts the connection down, so a blocked
+    /// [`ExecHandle::stream`] or [`ExecHandle::wait`] returns an error at once and the agent
+    /// kills the command. For when the guest stops answering, e.g. past a host-side deadline.
+    pub fn abort(&self) {
+        if let Err(e) = self.socket.shutdown(Shutdown::Both) {
+            log::debug!("cannot shut down an exec connection: {e}");
+        }
     }
 
     /// Writes `data` to the command's stdin (the request must have asked for stdin). Blocks
@@ -627,6 +643,7 @@ mod tests {
     fn stdin_is_sent_in_chunks() {
         let (mut host, agent) = UnixStream::pair().unwrap();
         let control = ExecControl {
+            socket: Arc::new(agent.try_clone().unwrap()),
             writer: Arc::new(Mutex::new(agent)),
         };
         let data = vec![5u8; STDIN_CHUNK_LEN * 2 + 10];
@@ -647,5 +664,31 @@ mod tests {
         control.write_stdin(&data).unwrap();
         control.close_stdin().unwrap();
         assert_eq!(reader.join().unwrap(), data);
+    }
+
+    #[test]
+    fn abort_unblocks_a_reader_waiting_on_a_silent_agent() {
+        let (host, mut agent) = UnixStream::pair().unwrap();
+        let control = ExecControl {
+            socket: Arc::new(host.try_clone().unwrap()),
+            writer: Arc::new(Mutex::new(host.try_clone().unwrap())),
+        };
+        let mut handle = ExecHandle {
+            reader: host,
+            control: control.clone(),
+            pid: Some(1),
+            pending: None,
+            status: None,
+        };
+        let aborter = thread::spawn(move || {
+            thread::sleep(std::time::Duration::from_millis(50));
+            control.abort();
+        });
+        // The agent says nothing; without the abort this read would block forever.
+        assert!(handle.next_output().is_err());
+        aborter.join().unwrap();
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut agent, &mut rest).unwrap();
+        assert!(rest.is_empty(), "the agent side sees the connection closed");
     }
 }

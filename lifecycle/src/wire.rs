@@ -1,7 +1,8 @@
 //! Blocking frame I/O on a connection to the guest agent.
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use boxlite_proto::agent::Event;
 use boxlite_proto::{decode_frame, encode_frame, frame_payload_len, FRAME_HEADER_LEN};
@@ -24,10 +25,23 @@ pub fn io_error(
     }
 }
 
-/// Reads until `buf` is full or the stream ends; returns the bytes read.
-fn read_full(stream: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads until `buf` is full or the stream ends; returns the bytes read. With a `deadline` the
+/// whole read must finish by then: each read waits only for the time left, so a peer that
+/// trickles one byte at a time cannot stretch it.
+fn read_full(
+    stream: &mut UnixStream,
+    buf: &mut [u8],
+    deadline: Option<Instant>,
+) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            stream.set_read_timeout(Some(left))?;
+        }
         match stream.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
@@ -38,14 +52,16 @@ fn read_full(stream: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Reads one whole frame (header included); `None` when the stream ends before a header.
+/// Reads one whole frame (header included) within `timeout`, if given; `None` when the stream
+/// ends before a header.
 pub fn read_raw_frame(
-    stream: &mut impl Read,
+    stream: &mut UnixStream,
     context: &'static str,
     timeout: Option<Duration>,
 ) -> Result<Option<Vec<u8>>> {
+    let deadline = timeout.map(|t| Instant::now() + t);
     let mut header = [0u8; FRAME_HEADER_LEN];
-    match read_full(stream, &mut header).map_err(io_error(context, timeout))? {
+    match read_full(stream, &mut header, deadline).map_err(io_error(context, timeout))? {
         0 => return Ok(None),
         FRAME_HEADER_LEN => {}
         _ => return Err(Error::Closed { context }),
@@ -53,7 +69,9 @@ pub fn read_raw_frame(
     let len = frame_payload_len(header).map_err(Error::Frame)?;
     let mut frame = vec![0u8; FRAME_HEADER_LEN + len];
     frame[..FRAME_HEADER_LEN].copy_from_slice(&header);
-    if read_full(stream, &mut frame[FRAME_HEADER_LEN..]).map_err(io_error(context, timeout))? < len
+    if read_full(stream, &mut frame[FRAME_HEADER_LEN..], deadline)
+        .map_err(io_error(context, timeout))?
+        < len
     {
         return Err(Error::Closed { context });
     }
@@ -62,7 +80,7 @@ pub fn read_raw_frame(
 
 /// Reads one [`Event`]; `None` when the stream ends before a header.
 pub fn read_event(
-    stream: &mut impl Read,
+    stream: &mut UnixStream,
     context: &'static str,
     timeout: Option<Duration>,
 ) -> Result<Option<Event>> {
@@ -89,5 +107,44 @@ pub fn describe(event: &Event) -> String {
         Event::Stdout(bytes) => format!("Stdout({} bytes)", bytes.len()),
         Event::Stderr(bytes) => format!("Stderr({} bytes)", bytes.len()),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_trickling_bytes_cannot_stretch_the_timeout() {
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        let trickler = std::thread::spawn(move || {
+            // A header announcing 100 bytes, then one byte every 50 ms: each read alone would
+            // finish well within the timeout.
+            let _ = theirs.write_all(&100u32.to_le_bytes());
+            for _ in 0..100 {
+                std::thread::sleep(Duration::from_millis(50));
+                if theirs.write_all(b"x").is_err() {
+                    return;
+                }
+            }
+        });
+        let start = Instant::now();
+        let err = read_raw_frame(&mut ours, "test", Some(Duration::from_millis(300))).unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            start.elapsed()
+        );
+        drop(ours);
+        trickler.join().unwrap();
+    }
+
+    #[test]
+    fn a_whole_frame_within_the_timeout_is_read() {
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs.write_all(&[2, 0, 0, 0, 7, 8]).unwrap();
+        let frame = read_raw_frame(&mut ours, "test", Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(frame, Some(vec![2, 0, 0, 0, 7, 8]));
     }
 }

@@ -27,6 +27,7 @@ mod event_handler;
 mod muxer;
 mod packet;
 mod txbuf;
+mod unix_connect;
 
 #[cfg(test)]
 mod test_utils;

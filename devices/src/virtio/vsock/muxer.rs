@@ -21,6 +21,7 @@ use vmm_sys_util::timerfd::TimerFd;
 use super::connect_line::LineReader;
 use super::connection::{ConnKey, Connection};
 use super::packet::{PacketHeader, OP_CREDIT_REQUEST, OP_REQUEST, OP_RST, TYPE_STREAM};
+use super::unix_connect::connect_nonblocking;
 use super::{VsockError, HOST_CID};
 use crate::{Error, Result};
 
@@ -322,7 +323,8 @@ impl Muxer {
         let mut path = self.uds_path.clone().into_os_string();
         path.push(format!("_{}", key.local_port));
         let path = PathBuf::from(path);
-        let stream = match UnixStream::connect(&path) {
+        // Never a blocking connect here: this is the event-loop thread.
+        let stream = match connect_nonblocking(&path) {
             Ok(stream) => stream,
             Err(e) => {
                 debug!("vsock: {key:?} -> {}: {e}: RST", path.display());
@@ -330,11 +332,6 @@ impl Muxer {
                 return;
             }
         };
-        if let Err(e) = stream.set_nonblocking(true) {
-            warn!("vsock: cannot make {} non-blocking: {e}", path.display());
-            self.queue_rst(key);
-            return;
-        }
         let conn = Connection::new_guest_initiated(stream, key, self.guest_cid, request);
         self.insert(conn, false);
     }
@@ -417,6 +414,10 @@ impl Muxer {
             self.host_ports.remove(&key.local_port);
         }
         self.queued.remove(&key);
+        // Drop its place in the RX schedule too: a guest cycling REQUEST/RST on the same ports
+        // must not grow the schedule with stale entries.
+        self.rxq
+            .retain(|item| !matches!(item, RxItem::Conn(k) if *k == key));
         self.resume_listener();
         debug!("vsock: connection {key:?} closed");
     }
