@@ -6,7 +6,7 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use boxlite_proto::agent::{Event, Hello, Request, AGENT_PROTOCOL_VERSION};
 use boxlite_proto::{encode_frame, frame_payload_len, FRAME_HEADER_LEN};
@@ -96,7 +96,13 @@ fn handle(conn: OwnedFd, agent: &Agent) {
         log::warn!("cannot set socket timeouts: {e}");
     }
     let hello = match read_hello(&conn) {
-        Ok(Some(hello)) => hello,
+        Ok(Some(hello)) => {
+            // Reading lowered the socket's timeouts; the request runs with the usual ones.
+            if let Err(e) = sys::set_socket_timeouts(conn.as_fd(), Some(HELLO_TIMEOUT)) {
+                log::warn!("cannot set socket timeouts: {e}");
+            }
+            hello
+        }
         Ok(None) => return log::debug!("connection closed before any request"),
         Err(message) => {
             log::warn!("refused a connection: {message}");
@@ -125,15 +131,17 @@ fn read_hello(conn: &OwnedFd) -> Result<Option<Hello>, String> {
             format!("cannot read the request: {e}")
         }
     };
+    // One deadline for the whole frame, not one per read.
+    let deadline = Instant::now() + HELLO_TIMEOUT;
     let mut header = [0u8; FRAME_HEADER_LEN];
-    if !sys::read_exact(conn.as_fd(), &mut header).map_err(describe)? {
+    if !sys::read_exact_by(conn.as_fd(), &mut header, deadline).map_err(describe)? {
         return Ok(None);
     }
     let len = frame_payload_len(header).map_err(|e| format!("bad request frame: {e}"))?;
     let mut frame = vec![0u8; FRAME_HEADER_LEN + len];
     frame[..FRAME_HEADER_LEN].copy_from_slice(&header);
-    let complete =
-        sys::read_exact(conn.as_fd(), &mut frame[FRAME_HEADER_LEN..]).map_err(describe)?;
+    let complete = sys::read_exact_by(conn.as_fd(), &mut frame[FRAME_HEADER_LEN..], deadline)
+        .map_err(describe)?;
     if !complete {
         return Err(format!(
             "connection closed after the header of a {len}-byte request"

@@ -5,7 +5,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Turns a `-1` return into the thread's `errno`.
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -99,11 +99,18 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads exactly `buf.len()` bytes from a blocking descriptor; `Ok(false)` on end of file before
-/// the first byte.
-pub fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<bool> {
+/// Reads exactly `buf.len()` bytes from a blocking socket by `deadline`; `Ok(false)` on end of
+/// file before the first byte. Each read waits only for the time left (the socket's timeouts are
+/// lowered as it goes), so a peer sending one byte at a time cannot stretch the deadline; past
+/// it the error is `WouldBlock`, as for a socket timeout.
+pub fn read_exact_by(fd: BorrowedFd<'_>, buf: &mut [u8], deadline: Instant) -> io::Result<bool> {
     let mut filled = 0;
     while filled < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        set_socket_timeouts(fd, Some(left))?;
         match read(fd, &mut buf[filled..])? {
             0 if filled == 0 => return Ok(false),
             0 => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -242,4 +249,49 @@ pub fn set_child_subreaper() -> io::Result<()> {
     // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer argument and no memory.
     check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_trickling_peer_cannot_stretch_the_deadline() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let trickler = std::thread::spawn(move || {
+            for _ in 0..100 {
+                std::thread::sleep(Duration::from_millis(50));
+                if theirs.write_all(b"x").is_err() {
+                    return;
+                }
+            }
+        });
+        let start = Instant::now();
+        let mut buf = [0u8; 64];
+        let err =
+            read_exact_by(ours.as_fd(), &mut buf, start + Duration::from_millis(300)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            start.elapsed()
+        );
+        drop(ours);
+        trickler.join().unwrap();
+    }
+
+    #[test]
+    fn whole_reads_and_clean_ends_are_reported() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        theirs.write_all(b"abcd").unwrap();
+        let mut buf = [0u8; 4];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert!(read_exact_by(ours.as_fd(), &mut buf, deadline).unwrap());
+        assert_eq!(&buf, b"abcd");
+        drop(theirs);
+        assert!(!read_exact_by(ours.as_fd(), &mut buf, deadline).unwrap());
+    }
 }

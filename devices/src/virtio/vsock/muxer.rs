@@ -61,7 +61,13 @@ struct Slot {
 struct Handshake {
     stream: UnixStream,
     line: LineReader,
+    /// A host program that has not sent its `CONNECT` line by then is closed: it would hold a
+    /// stream slot for nothing.
+    deadline: Instant,
 }
+
+/// How long a host program may take to send its `CONNECT <port>` line.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The vsock connection multiplexer behind the device.
 pub struct Muxer {
@@ -83,6 +89,8 @@ pub struct Muxer {
     pending_rst: usize,
     /// [`MAX_CONNECTIONS`], lowered by tests.
     max_streams: usize,
+    /// [`HANDSHAKE_TIMEOUT`], shortened by tests.
+    handshake_timeout: Duration,
 }
 
 impl Muxer {
@@ -115,6 +123,7 @@ impl Muxer {
             queued: HashSet::new(),
             pending_rst: 0,
             max_streams: MAX_CONNECTIONS,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
         };
         muxer
             .epoll_ctl(
@@ -133,6 +142,12 @@ impl Muxer {
     #[cfg(test)]
     pub(crate) fn set_max_streams(&mut self, max: usize) {
         self.max_streams = max;
+    }
+
+    /// Shortens the handshake deadline, so that tests can reach it.
+    #[cfg(test)]
+    pub(crate) fn set_handshake_timeout(&mut self, timeout: Duration) {
+        self.handshake_timeout = timeout;
     }
 
     /// Live connections.
@@ -452,7 +467,18 @@ impl Muxer {
         for key in expired {
             self.refresh(key);
         }
-        if let Some(next) = self.conns.values().filter_map(|s| s.conn.deadline()).min() {
+        let stalled: Vec<RawFd> = self
+            .handshakes
+            .iter()
+            .filter_map(|(fd, hs)| (hs.deadline <= now).then_some(*fd))
+            .collect();
+        for fd in stalled {
+            info!("vsock: closing a host stream that sent no CONNECT line in time");
+            self.end_handshake(fd);
+        }
+        let next_conn = self.conns.values().filter_map(|s| s.conn.deadline()).min();
+        let next_handshake = self.handshakes.values().map(|hs| hs.deadline).min();
+        if let Some(next) = next_conn.into_iter().chain(next_handshake).min() {
             self.arm_timer(next);
         }
     }
@@ -491,8 +517,17 @@ impl Muxer {
                 warn!("vsock: cannot watch a host stream: {e}");
                 continue;
             }
+            let deadline = Instant::now() + self.handshake_timeout;
             let line = LineReader::default();
-            self.handshakes.insert(fd, Handshake { stream, line });
+            self.handshakes.insert(
+                fd,
+                Handshake {
+                    stream,
+                    line,
+                    deadline,
+                },
+            );
+            self.arm_timer(deadline);
         }
     }
 
@@ -529,9 +564,19 @@ impl Muxer {
             Ok(Some(port)) => Ok(port),
             Err(e) => Err(e),
         };
-        let Some(hs) = self.handshakes.remove(&fd) else {
+        let Some(hs) = self.end_handshake(fd) else {
             return;
         };
+        match port {
+            Ok(port) => self.connect_host(hs.stream, port),
+            Err(e) => info!("vsock: closing host stream: {e}"),
+        }
+    }
+
+    /// Stops watching a host program's handshake and hands its stream back (dropping it closes
+    /// the program's connection).
+    fn end_handshake(&mut self, fd: RawFd) -> Option<Handshake> {
+        let hs = self.handshakes.remove(&fd)?;
         if let Err(e) = self
             .epoll
             .ctl(ControlOperation::Delete, fd, EpollEvent::default())
@@ -539,10 +584,7 @@ impl Muxer {
             debug!("vsock: unwatching a host stream: {e}");
         }
         self.resume_listener();
-        match port {
-            Ok(port) => self.connect_host(hs.stream, port),
-            Err(e) => info!("vsock: closing host stream: {e}"),
-        }
+        Some(hs)
     }
 
     /// A host program asked for guest port `port`.

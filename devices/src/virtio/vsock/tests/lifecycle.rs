@@ -186,3 +186,21 @@ fn an_unacknowledged_shutdown_times_out_into_rst() {
     assert_eq!((header.op, header.dst_port), (OP_RST, 1));
     assert_eq!(rig.dev().muxer().connection_count(), 0);
 }
+
+#[test]
+fn a_host_program_that_never_sends_connect_is_closed_and_frees_its_slot() {
+    let mem = guest_memory();
+    let mut rig = Rig::new(&mem);
+    rig.dev().muxer_mut().set_max_streams(1);
+    rig.dev()
+        .muxer_mut()
+        .set_handshake_timeout(Duration::from_millis(100));
+    let mut silent = UnixStream::connect(rig.dir.uds()).unwrap();
+    rig.poll();
+    assert!(!is_closed(&mut silent), "still within its deadline");
+    std::thread::sleep(Duration::from_millis(200));
+    rig.poll();
+    assert!(is_closed(&mut silent), "closed past its deadline");
+    // Its slot is free again: a well-behaved program gets through.
+    let (_host, _port) = rig.host_connect(52);
+}
