@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use boxlite_proto::VmOutcome;
 
 mod common;
-use common::{probe, PROTOCOLS, SHIM};
+use common::{probe, Run, PROTOCOLS, SHIM};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Every VM has the virtio entropy device in the first virtio-mmio slot, announced on the
@@ -43,42 +43,6 @@ fn wait(mut child: std::process::Child) -> Output {
     child
         .wait_with_output()
         .expect("collecting the shim's output")
-}
-
-struct Run {
-    outcome: Option<VmOutcome>,
-    console: String,
-    log: String,
-}
-
-impl Run {
-    fn expect(&self, outcome: VmOutcome) -> &Run {
-        assert_eq!(
-            self.outcome,
-            Some(outcome),
-            "console:\n{}\nlog:\n{}",
-            self.console,
-            self.log
-        );
-        self
-    }
-
-    fn lines(&self) -> Vec<&str> {
-        self.console
-            .lines()
-            .map(|l| l.trim_end_matches('\r'))
-            .collect()
-    }
-
-    fn has_line(&self, line: &str) -> &Run {
-        assert!(
-            self.lines().contains(&line),
-            "no line {line:?} in console:\n{}\nlog:\n{}",
-            self.console,
-            self.log
-        );
-        self
-    }
 }
 
 fn finish(output: Output) -> Run {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use boxlite_proto::VmOutcome;
 
 mod common;
-use common::{probe, PROTOCOLS, SHIM};
+use common::{probe, Run, PROTOCOLS, SHIM};
 
 /// The longest a shim may run before the test kills it and fails.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -57,13 +57,6 @@ struct Shim {
     stdout_reader: Option<JoinHandle<()>>,
     stderr_reader: Option<JoinHandle<Vec<u8>>>,
     started: Instant,
-}
-
-/// How a shim run ended.
-struct Run {
-    outcome: Option<VmOutcome>,
-    console: String,
-    log: String,
 }
 
 impl Shim {
@@ -197,29 +190,6 @@ impl Drop for Shim {
 }
 
 impl Run {
-    fn expect(&self, outcome: VmOutcome) -> &Run {
-        assert_eq!(
-            self.outcome,
-            Some(outcome),
-            "console:\n{}\nlog:\n{}",
-            self.console,
-            self.log
-        );
-        self
-    }
-
-    fn has_line(&self, line: &str) -> &Run {
-        assert!(
-            self.console
-                .lines()
-                .any(|l| l.trim_end_matches('\r') == line),
-            "no line {line:?} in console:\n{}\nlog:\n{}",
-            self.console,
-            self.log
-        );
-        self
-    }
-
     fn has_no_errors(&self, scenario: &str) -> &Run {
         assert!(
             !self.console.contains(&format!("PROBE: {scenario} error")),

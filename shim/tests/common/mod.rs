@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use boxlite_proto::VmOutcome;
+
 /// The `boxlite-shim` binary built for these tests.
 pub const SHIM: &str = env!("CARGO_BIN_EXE_boxlite-shim");
 
@@ -24,4 +26,48 @@ pub fn probe(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// How one shim run ended: its outcome (from the exit status), console (stdout) and log
+/// (stderr), with assertions that show both on failure.
+pub struct Run {
+    /// The outcome the exit status stands for.
+    pub outcome: Option<VmOutcome>,
+    /// The guest console.
+    pub console: String,
+    /// The shim's log.
+    pub log: String,
+}
+
+impl Run {
+    /// Asserts the VM ended with `outcome`.
+    pub fn expect(&self, outcome: VmOutcome) -> &Run {
+        assert_eq!(
+            self.outcome,
+            Some(outcome),
+            "console:\n{}\nlog:\n{}",
+            self.console,
+            self.log
+        );
+        self
+    }
+
+    /// The console lines, without carriage returns.
+    pub fn lines(&self) -> Vec<&str> {
+        self.console
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .collect()
+    }
+
+    /// Asserts the console has exactly this line.
+    pub fn has_line(&self, line: &str) -> &Run {
+        assert!(
+            self.lines().contains(&line),
+            "no line {line:?} in console:\n{}\nlog:\n{}",
+            self.console,
+            self.log
+        );
+        self
+    }
 }
