@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use boxlite_proto::VmOutcome;
 
 mod common;
-use common::{probe, Run, PROTOCOLS, SHIM};
+use common::{probe, probe_command, Run, PROTOCOLS, SHIM};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Every VM has the virtio entropy device in the first virtio-mmio slot, announced on the
@@ -58,14 +58,8 @@ fn finish(output: Output) -> Run {
 }
 
 fn boot(kernel: &str, scenario: &str, extra: &[&str]) -> Run {
-    let child = Command::new(SHIM)
-        .arg("--kernel")
-        .arg(probe(kernel))
-        .args(["--cmdline", &format!("probe={scenario}"), "--mem-mib", "64"])
+    let child = probe_command(kernel, scenario)
         .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawning boxlite-shim");
     finish(wait(child))

@@ -9,7 +9,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use boxlite_proto::VmOutcome;
 
 mod common;
-use common::{probe, Run, PROTOCOLS, SHIM};
+use common::{probe_command, Run, PROTOCOLS};
 
 /// The longest a shim may run before the test kills it and fails.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -61,14 +61,8 @@ struct Shim {
 
 impl Shim {
     fn spawn(kernel: &str, scenario: &str, extra: &[&Path]) -> Shim {
-        let mut child = Command::new(SHIM)
-            .arg("--kernel")
-            .arg(probe(kernel))
-            .args(["--cmdline", &format!("probe={scenario}"), "--mem-mib", "64"])
+        let mut child = probe_command(kernel, scenario)
             .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .expect("spawning boxlite-shim");
         let mut stdout = child.stdout.take().expect("piped stdout");

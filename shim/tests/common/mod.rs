@@ -1,6 +1,7 @@
 //! What the probe-guest test files share: the shim under test and where the probes are.
 
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use boxlite_proto::VmOutcome;
 
@@ -26,6 +27,20 @@ pub fn probe(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The shim booting probe `kernel` with `probe=<scenario>` in 64 MiB, stdin closed, console
+/// and log piped; callers add their flags.
+pub fn probe_command(kernel: &str, scenario: &str) -> Command {
+    let mut command = Command::new(SHIM);
+    command
+        .arg("--kernel")
+        .arg(probe(kernel))
+        .args(["--cmdline", &format!("probe={scenario}"), "--mem-mib", "64"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
 }
 
 /// How one shim run ended: its outcome (from the exit status), console (stdout) and log

@@ -81,6 +81,19 @@ pub fn check(what: &'static str, path: &Path, problem: Option<String>) -> Result
     }
 }
 
+/// Reads an input with [`read_input`] and vets it with `problem` (one of the `*_problem`
+/// checks) through [`check`].
+pub fn load_input(
+    what: &'static str,
+    path: &Path,
+    hint: &'static str,
+    problem: fn(&[u8]) -> Option<String>,
+) -> Result<Vec<u8>> {
+    let data = read_input(what, path, hint)?;
+    check(what, path, problem(&data))?;
+    Ok(data)
+}
+
 /// Finds `program` the way a shell would: as given when it contains `/`, else in `$PATH`.
 pub fn find_program(program: &Path) -> Option<PathBuf> {
     if program.components().count() > 1 {

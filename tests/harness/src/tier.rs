@@ -9,7 +9,7 @@ use crate::case::{self, Case};
 use crate::cli::{ListArgs, RunArgs};
 use crate::error::{HarnessError, Result};
 use crate::initramfs::{self, Busybox, HostPayload};
-use crate::inputs::{self, check, read_input};
+use crate::inputs::{self, load_input};
 use crate::interrupt;
 use crate::qemu::{self, QemuConfig};
 use crate::report::{self, CaseResult, Outcome};
@@ -135,36 +135,36 @@ fn prepare(args: &RunArgs, report_dir: &Path) -> Result<RunSettings> {
     })?;
     const KERNEL_HINT: &str =
         "build it with scripts/build-kernel.sh (its last stdout line is the directory)";
-    let host_kernel = read_input("host kernel", &args.host_kernel, KERNEL_HINT)?;
-    check(
+    let host_kernel = load_input(
         "host kernel",
         &args.host_kernel,
-        inputs::vmlinux_problem(&host_kernel),
+        KERNEL_HINT,
+        inputs::vmlinux_problem,
     )?;
     drop(host_kernel);
-    let guest_kernel = read_input("guest kernel", &args.guest_kernel, KERNEL_HINT)?;
-    check(
+    let guest_kernel = load_input(
         "guest kernel",
         &args.guest_kernel,
-        inputs::vmlinux_problem(&guest_kernel),
+        KERNEL_HINT,
+        inputs::vmlinux_problem,
     )?;
-    let guest_bzimage = read_input("guest bzImage", &args.guest_bzimage, KERNEL_HINT)?;
-    check(
+    let guest_bzimage = load_input(
         "guest bzImage",
         &args.guest_bzimage,
-        inputs::bzimage_problem(&guest_bzimage),
+        KERNEL_HINT,
+        inputs::bzimage_problem,
     )?;
-    let shim = read_input(
+    let shim = load_input(
         "shim",
         &args.shim,
         "build it with `cargo build --release --target x86_64-unknown-linux-musl -p boxlite-shim`",
+        inputs::static_elf_problem,
     )?;
-    check("shim", &args.shim, inputs::static_elf_problem(&shim))?;
-    let busybox_bin = read_input("busybox", &args.busybox, "install Debian's busybox-static")?;
-    check(
+    let busybox_bin = load_input(
         "busybox",
         &args.busybox,
-        inputs::static_elf_problem(&busybox_bin),
+        "install Debian's busybox-static",
+        inputs::static_elf_problem,
     )?;
     let tsc_khz = match args.tsc_khz {
         Some(khz) => khz,
@@ -238,11 +238,11 @@ fn write_summary(
 
 /// `guest-initrd`: writes the guest initramfs the cases boot, for running the shim by hand.
 pub fn write_guest_initrd(args: &crate::cli::GuestInitrdArgs) -> Result<ExitCode> {
-    let busybox_bin = read_input("busybox", &args.busybox, "install Debian's busybox-static")?;
-    check(
+    let busybox_bin = load_input(
         "busybox",
         &args.busybox,
-        inputs::static_elf_problem(&busybox_bin),
+        "install Debian's busybox-static",
+        inputs::static_elf_problem,
     )?;
     let initrd = initramfs::guest_initramfs(&Busybox::load(&args.busybox, busybox_bin))?;
     std::fs::write(&args.out, initrd).map_err(|e| HarnessError::file("write", &args.out, e))?;
