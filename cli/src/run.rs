@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use boxlite_lifecycle::ExecRequest;
 use boxlite_lifecycle::{ready_listener_path, ReadyListener};
 use boxlite_lifecycle::{Error as GuestError, GuestSession};
-use boxlite_proto::{ConsoleConfig, DiskConfig, LogLevel, ShimConfig, VmConfig, VsockConfig};
+use boxlite_proto::{
+    ConsoleConfig, DiskConfig, DiskFormat, LogLevel, ShimConfig, VmConfig, VsockConfig,
+};
 
 use crate::args::{ExecOptions, RunArgs};
 use crate::box_dir::BoxDir;
@@ -51,11 +53,13 @@ pub fn shim_config(args: &RunArgs, uds: &Path, console: &Path) -> ShimConfig {
         .map(|root| DiskConfig {
             path: path(root),
             read_only: false,
+            format: DiskFormat::Raw,
         })
         .collect();
     disks.extend(args.disks.iter().map(|(disk, read_only)| DiskConfig {
         path: path(disk),
         read_only: *read_only,
+        format: DiskFormat::Raw,
     }));
     ShimConfig::new(
         VmConfig {

@@ -10,15 +10,19 @@
 extern crate alloc;
 
 pub mod agent;
+pub mod exit;
 pub mod frame;
+pub mod journal;
 pub mod outcome;
 pub mod shim;
 
+pub use exit::{ExitRecord, ShimEnd, EXIT_FILE_NAME};
 pub use frame::{
     decode_frame, encode_frame, frame_payload_len, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN,
 };
+pub use journal::{BoxState, JournalRecord};
 pub use outcome::{VmOutcome, EXIT_USAGE};
 pub use shim::{
-    ConfigError, ConsoleConfig, DiskConfig, LogLevel, ShimConfig, VmConfig, VsockConfig,
-    SHIM_CONFIG_VERSION,
+    ConfigError, ConsoleConfig, DiskConfig, DiskFormat, LogLevel, ShimConfig, Supervision,
+    VmConfig, VsockConfig, SHIM_CONFIG_VERSION,
 };

@@ -9,7 +9,7 @@ use crate::frame::{decode_frame, encode_frame, FrameError};
 
 /// Version of [`ShimConfig`]; bumped on any incompatible change so an old shim refuses a new
 /// config with a clear message instead of misreading it.
-pub const SHIM_CONFIG_VERSION: u32 = 1;
+pub const SHIM_CONFIG_VERSION: u32 = 2;
 
 /// Everything one shim process needs to run one VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +20,25 @@ pub struct ShimConfig {
     pub vm: VmConfig,
     /// How much the shim logs to its standard error.
     pub log_level: LogLevel,
+    /// How the shim reports its end and reacts to its parent going away.
+    pub supervision: Supervision,
+}
+
+/// What a supervising host runtime asks of the shim beyond running the VM. The default (all
+/// off) is a shim run by hand from flags.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supervision {
+    /// Write an [`ExitRecord`](crate::ExitRecord) as JSON to this path when the shim ends
+    /// (atomically: a temporary file renamed into place).
+    pub exit_file: Option<String>,
+    /// The shim's fd 3 is the read end of the runtime's watchdog pipe. When it hangs up (the
+    /// runtime process died) the shim asks the guest agent to shut down, waits up to
+    /// `stop_timeout_ms`, then stops the VM itself; SIGKILL of itself is the last resort.
+    pub watchdog: bool,
+    /// Detached box: the shim calls `setsid()` and outlives the process that spawned it.
+    pub detach: bool,
+    /// How long a graceful guest shutdown may take before the shim stops the VM itself.
+    pub stop_timeout_ms: u32,
 }
 
 /// The virtual machine: kernel, memory, vCPUs and console.
@@ -43,13 +62,25 @@ pub struct VmConfig {
     pub vsock: Option<VsockConfig>,
 }
 
-/// A virtio-blk disk backed by a raw image file.
+/// A virtio-blk disk backed by an image file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskConfig {
-    /// Host path of the raw image.
+    /// Host path of the image.
     pub path: String,
     /// Refuse guest writes (VIRTIO_BLK_F_RO); the image is opened read-only.
     pub read_only: bool,
+    /// How the image is laid out.
+    pub format: DiskFormat,
+}
+
+/// The layout of a disk image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DiskFormat {
+    /// A raw image: guest sector N is at byte N * 512 of the file.
+    #[default]
+    Raw,
+    /// A qcow2 image, possibly a copy-on-write overlay over a backing file named in its header.
+    Qcow2,
 }
 
 /// A virtio-vsock device bridged to host Unix sockets (Firecracker's protocol): host programs
@@ -137,6 +168,7 @@ impl ShimConfig {
             version: SHIM_CONFIG_VERSION,
             vm,
             log_level,
+            supervision: Supervision::default(),
         }
     }
 
@@ -180,10 +212,12 @@ mod tests {
                     DiskConfig {
                         path: "/img/root.ext4".to_string(),
                         read_only: true,
+                        format: DiskFormat::Raw,
                     },
                     DiskConfig {
-                        path: "/img/data.raw".to_string(),
+                        path: "/img/data.qcow2".to_string(),
                         read_only: false,
+                        format: DiskFormat::Qcow2,
                     },
                 ],
                 vsock: Some(VsockConfig {
@@ -197,7 +231,13 @@ mod tests {
 
     #[test]
     fn config_round_trips_through_a_frame() {
-        let config = sample();
+        let mut config = sample();
+        config.supervision = Supervision {
+            exit_file: Some("/home/box/exit".to_string()),
+            watchdog: true,
+            detach: false,
+            stop_timeout_ms: 10_000,
+        };
         let bytes = config.to_frame().unwrap();
         assert_eq!(ShimConfig::from_frame(&bytes).unwrap(), config);
     }

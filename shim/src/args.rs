@@ -1,7 +1,9 @@
 //! The shim's command line. Production runs pass no flags and send the config on stdin; the flags
 //! exist for debugging and benchmarking, like Firecracker's config file.
 
-use boxlite_proto::{ConsoleConfig, DiskConfig, LogLevel, ShimConfig, VmConfig, VsockConfig};
+use boxlite_proto::{
+    ConsoleConfig, DiskConfig, DiskFormat, LogLevel, ShimConfig, VmConfig, VsockConfig,
+};
 
 /// Command line used when none is given: serial console, i8042 reset on reboot, reset on panic.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1";
@@ -92,10 +94,12 @@ fn parse_flags(args: &[String]) -> Result<ShimConfig, String> {
             "--disk" => disks.push(DiskConfig {
                 path: value()?.clone(),
                 read_only: false,
+                format: DiskFormat::Raw,
             }),
             "--ro-disk" => disks.push(DiskConfig {
                 path: value()?.clone(),
                 read_only: true,
+                format: DiskFormat::Raw,
             }),
             "--vsock" => vsock_uds = Some(value()?.clone()),
             "--vsock-cid" => guest_cid = number(flag, value()?)?,
@@ -230,11 +234,13 @@ mod tests {
             vec![
                 DiskConfig {
                     path: "/root.ext4".into(),
-                    read_only: true
+                    read_only: true,
+                    format: DiskFormat::Raw,
                 },
                 DiskConfig {
                     path: "/data.raw".into(),
-                    read_only: false
+                    read_only: false,
+                    format: DiskFormat::Raw,
                 }
             ]
         );
