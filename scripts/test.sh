@@ -73,7 +73,8 @@ run_probe() {
     local log=$log_dir/probe.log rc probe_dir
     if ! kvm_usable; then
         local n
-        n=$(cargo test -q -p boxlite-shim --test probe --test probe_virtio -- --list 2>/dev/null |
+        n=$( (cargo test -q -p boxlite-shim --test probe --test probe_virtio -- --list
+              cargo test -q -p boxlite-lifecycle --test probe_boxes -- --list --ignored --skip child_) 2>/dev/null |
             grep -c ': test$')
         echo "tier probe: SKIPPED: /dev/kvm is missing or not accessible to $(id -un); probe guests need it"
         record probe 0 0 "${n:-0}"
@@ -87,6 +88,10 @@ run_probe() {
     BOXLITE_PROBE_DIR=$probe_dir cargo test -p boxlite-shim --test probe --test probe_virtio \
         --no-fail-fast --color never 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
+    # The lifecycle on real shims with probe boxes (ignored in the host tier: they need KVM).
+    BOXLITE_PROBE_DIR=$probe_dir cargo test -p boxlite-shim -p boxlite-lifecycle --test probe_boxes \
+        --no-fail-fast --color never -- --ignored --skip child_ 2>&1 | tee -a "$log"
+    ((rc == 0)) && rc=${PIPESTATUS[0]}
     read -r p f s < <(cargo_counts "$log")
     if ((rc != 0 && f == 0)); then f=1; echo "tier probe: cargo test failed before running tests (exit $rc)"; fi
     record probe "$p" "$f" "$s"

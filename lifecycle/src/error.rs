@@ -9,7 +9,7 @@ use boxlite_proto::FrameError;
 /// Result of the runtime's operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong talking to a guest.
+/// Everything that can go wrong managing boxes and talking to their guests.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The socket could not be connected.
@@ -112,4 +112,114 @@ pub enum Error {
         /// The message, abbreviated.
         event: String,
     },
+    /// A file or folder of the runtime's home could not be used.
+    #[error("cannot {action} {}: {source}", path.display())]
+    File {
+        /// What was being done (`create`, `read`, ...).
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// No box has this name or id prefix.
+    #[error(
+        "no box is named {query:?} or has an id starting with it (`boxlite ps -a` lists them)"
+    )]
+    NotFound {
+        /// What was looked for.
+        query: String,
+    },
+    /// An id prefix matches more than one box.
+    #[error("{query:?} matches several boxes ({}); give more of the id", matches.join(", "))]
+    Ambiguous {
+        /// The prefix.
+        query: String,
+        /// The ids it matches.
+        matches: Vec<String>,
+    },
+    /// Another box already has this name.
+    #[error("a box named {name:?} already exists (id {id}); pick another name or remove it")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The box that has it.
+        id: String,
+    },
+    /// Box options that cannot work.
+    #[error("invalid box options: {0}")]
+    InvalidOptions(String),
+    /// The box is in a state that does not allow the operation.
+    #[error("cannot {action} box {id}: it is {state}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
+    InvalidState {
+        /// The box.
+        id: String,
+        /// Its state.
+        state: boxlite_proto::BoxState,
+        /// What was refused.
+        action: &'static str,
+        /// What to do instead, if anything.
+        hint: Option<&'static str>,
+    },
+    /// A runtime asset (shim, kernel, initramfs) was not found.
+    #[error("{what} not found (looked at: {}); {build}", tried.join(", "))]
+    AssetMissing {
+        /// Which asset.
+        what: &'static str,
+        /// Where it was looked for.
+        tried: Vec<String>,
+        /// How to get it.
+        build: &'static str,
+    },
+    /// The shim could not be spawned.
+    #[error("cannot run the VMM {}: {source}", shim.display())]
+    Spawn {
+        /// The shim binary.
+        shim: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A box failed to start; the report says why and where to look.
+    #[error("box {id} failed to start at step `{step}`: {report}")]
+    StartFailed {
+        /// The box.
+        id: String,
+        /// The pipeline step that failed.
+        step: &'static str,
+        /// The crash report.
+        report: String,
+    },
+    /// The state journal could not be written.
+    #[error("cannot record the change in the state journal {}: {reason}", path.display())]
+    Journal {
+        /// The journal.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The box's stored options could not be read or written.
+    #[error("the options of box {id} in {} are unusable: {reason}", path.display())]
+    Options {
+        /// The box.
+        id: String,
+        /// The options file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// A [`Error::File`] maker for `map_err`.
+    pub(crate) fn file(
+        action: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(io::Error) -> Error {
+        let path = path.to_path_buf();
+        move |source| Error::File {
+            action,
+            path,
+            source,
+        }
+    }
 }

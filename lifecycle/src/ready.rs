@@ -56,14 +56,36 @@ impl ReadyListener {
 
     /// Waits up to `timeout` for the guest's readiness connection and returns what it said.
     pub fn wait(&self, timeout: Duration) -> Result<Ready> {
+        self.wait_while(timeout, timeout, || true)?
+            .ok_or(Error::Closed {
+                context: "while waiting for readiness",
+            })
+    }
+
+    /// Like [`ReadyListener::wait`], but every `poll` asks `alive` whether the guest can still
+    /// become ready (its VMM still runs); `Ok(None)` as soon as it says no.
+    pub fn wait_while(
+        &self,
+        timeout: Duration,
+        poll: Duration,
+        mut alive: impl FnMut() -> bool,
+    ) -> Result<Option<Ready>> {
         const WHAT: &str = "waiting for the guest agent to signal readiness";
         let deadline = Instant::now() + timeout;
-        let timed_out = Error::Timeout {
-            what: WHAT,
-            after: timeout,
-        };
-        if !wait_readable(&self.listener, timeout).map_err(io_error(WHAT, None))? {
-            return Err(timed_out);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout {
+                    what: WHAT,
+                    after: timeout,
+                });
+            }
+            if wait_readable(&self.listener, left.min(poll)).map_err(io_error(WHAT, None))? {
+                break;
+            }
+            if !alive() {
+                return Ok(None);
+            }
         }
         let (mut conn, _) = self.listener.accept().map_err(io_error(
             "cannot accept the guest's readiness connection",
@@ -80,7 +102,7 @@ impl ReadyListener {
             AgentWireError::Version { found, expected } => Error::Version { found, expected },
         })?;
         log::debug!("guest ready: {}", ready.agent);
-        Ok(ready)
+        Ok(Some(ready))
     }
 }
 

@@ -22,6 +22,7 @@ pub const MAX_RECORD_LEN: usize = 64 * 1024;
 
 /// The states of a box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BoxState {
     /// Recorded, never started (or removed from a start before its shim was spawned).
     Configured,

@@ -5,12 +5,15 @@
 mod args;
 mod logger;
 mod signals;
+mod supervision;
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use boxlite_proto::{frame_payload_len, ShimConfig, VmOutcome, EXIT_USAGE, FRAME_HEADER_LEN};
+use boxlite_proto::{
+    frame_payload_len, ShimConfig, ShimEnd, VmOutcome, EXIT_USAGE, FRAME_HEADER_LEN,
+};
 
 use crate::args::Command;
 
@@ -35,42 +38,69 @@ fn read_config(input: &mut impl Read) -> Result<ShimConfig, String> {
     ShimConfig::from_frame(&frame).map_err(|e| e.to_string())
 }
 
+/// Runs the VM of `config` and records how it ended in the exit file, if one is asked for.
 fn run(config: ShimConfig, start: Instant) -> ExitCode {
+    // Before any thread exists: setsid, closing inherited descriptors, the watchdog check.
+    if let Err(e) = supervision::prepare(&config.supervision) {
+        return usage_error(&e);
+    }
+    supervision::arm_exit_file(config.supervision.exit_file.clone());
+    let end = run_vm(config, start);
+    let code = match &end {
+        ShimEnd::Vm { exit_code, .. } | ShimEnd::Error { exit_code, .. } => *exit_code,
+        ShimEnd::Panic { .. } | ShimEnd::Signal { .. } => VmOutcome::VmmError.exit_code(),
+    };
+    supervision::record_end(end);
+    ExitCode::from(code)
+}
+
+fn vmm_error(message: String) -> ShimEnd {
+    log::error!("{message}");
+    ShimEnd::Error {
+        message,
+        exit_code: VmOutcome::VmmError.exit_code(),
+    }
+}
+
+fn run_vm(config: ShimConfig, start: Instant) -> ShimEnd {
     logger::init(config.log_level, start);
     // Before any thread exists, so every thread inherits the mask.
     if let Err(e) = signals::block_shutdown_signals() {
-        log::error!("cannot block SIGTERM/SIGINT: {e}");
-        return ExitCode::from(VmOutcome::VmmError.exit_code());
+        return vmm_error(format!("cannot block SIGTERM/SIGINT: {e}"));
     }
     let vmm = match boxlite_vmm_core::build_vm(&config.vm) {
         Ok(vmm) => vmm,
-        Err(e) => {
-            log::error!("{e}");
-            return ExitCode::from(VmOutcome::VmmError.exit_code());
-        }
+        Err(e) => return vmm_error(e.to_string()),
     };
     if let Err(e) = vmm
         .shutdown_handle()
         .map_err(io::Error::other)
         .and_then(signals::forward_to)
     {
-        log::error!("cannot watch for shutdown signals: {e}");
-        return ExitCode::from(VmOutcome::VmmError.exit_code());
+        return vmm_error(format!("cannot watch for shutdown signals: {e}"));
+    }
+    if config.supervision.watchdog {
+        let uds = config.vm.vsock.as_ref().map(|v| v.uds_path.clone());
+        let stop_timeout = Duration::from_millis(u64::from(config.supervision.stop_timeout_ms));
+        if let Err(e) = vmm
+            .shutdown_handle()
+            .map_err(io::Error::other)
+            .and_then(|handle| supervision::watch(handle, uds, stop_timeout))
+        {
+            return vmm_error(format!("cannot watch the watchdog pipe: {e}"));
+        }
     }
     match vmm.run() {
         Ok(exit) => {
             let _ = io::stdout().flush();
-            log::info!(
-                "exit: {} (status {})",
-                exit.end.outcome,
-                exit.end.outcome.exit_code()
-            );
-            ExitCode::from(exit.end.outcome.exit_code())
+            let outcome = exit.end.outcome;
+            log::info!("exit: {outcome} (status {})", outcome.exit_code());
+            ShimEnd::Vm {
+                outcome,
+                exit_code: outcome.exit_code(),
+            }
         }
-        Err(e) => {
-            log::error!("{e}");
-            ExitCode::from(VmOutcome::VmmError.exit_code())
-        }
+        Err(e) => vmm_error(e.to_string()),
     }
 }
 

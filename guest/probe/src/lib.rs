@@ -12,6 +12,7 @@ pub mod arch;
 mod blk_scenario;
 pub mod boot;
 pub mod deadline;
+mod idle_scenario;
 pub mod irq;
 pub mod mptable;
 pub mod phys;
@@ -66,6 +67,7 @@ pub fn run(boot: Boot) -> ! {
         Some(b"smp") => smp::run(),
         Some(b"blk") => blk_scenario::run(cmdline),
         Some(b"vsock") => vsock_scenario::run(cmdline),
+        Some(b"idle-ready") => idle_scenario::run(cmdline),
         Some(b"boottimer") => {
             // SAFETY: 0xc0000000 is identity-mapped uncached by the probe's
             // page tables; it is the VMM's boot-timer MMIO register, not RAM

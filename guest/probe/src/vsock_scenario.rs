@@ -130,7 +130,7 @@ fn host_initiated(vs: &mut Vsock) -> Result<(), Failure> {
 }
 
 /// A packet for no connection of ours: refuse it so the host does not wait.
-fn refuse_stray(vs: &mut Vsock, p: &Packet) -> Result<(), &'static str> {
+pub(crate) fn refuse_stray(vs: &mut Vsock, p: &Packet) -> Result<(), &'static str> {
     if p.hdr.op == OP_RST {
         return Ok(());
     }
@@ -139,11 +139,11 @@ fn refuse_stray(vs: &mut Vsock, p: &Packet) -> Result<(), &'static str> {
 }
 
 /// One stream connection's ports and credit (virtio 1.2, 5.10.6.3).
-struct Conn {
-    local_port: u32,
-    peer_port: u32,
+pub(crate) struct Conn {
+    pub(crate) local_port: u32,
+    pub(crate) peer_port: u32,
     /// Payload bytes we have consumed (all we received: copied out at once).
-    fwd_cnt: u32,
+    pub(crate) fwd_cnt: u32,
     /// Payload bytes we have sent.
     tx_cnt: u32,
     /// The peer's receive buffer and how much of it it has consumed.
@@ -152,7 +152,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(local_port: u32, peer_port: u32) -> Conn {
+    pub(crate) fn new(local_port: u32, peer_port: u32) -> Conn {
         Conn {
             local_port,
             peer_port,
@@ -178,12 +178,12 @@ impl Conn {
         }
     }
 
-    fn update_credit(&mut self, hdr: &Header) {
+    pub(crate) fn update_credit(&mut self, hdr: &Header) {
         self.peer_buf_alloc = hdr.buf_alloc;
         self.peer_fwd_cnt = hdr.fwd_cnt;
     }
 
-    fn send(
+    pub(crate) fn send(
         &mut self,
         vs: &mut Vsock,
         op: u16,
@@ -204,7 +204,7 @@ impl Conn {
 
     /// The next packet for this connection (others are refused); credit
     /// requests are answered here.
-    fn recv(&mut self, vs: &mut Vsock, ticks: u64) -> Result<Packet, &'static str> {
+    pub(crate) fn recv(&mut self, vs: &mut Vsock, ticks: u64) -> Result<Packet, &'static str> {
         loop {
             let p = vs.recv(ticks)?;
             let h = &p.hdr;

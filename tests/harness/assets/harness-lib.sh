@@ -84,13 +84,19 @@ wait_for_line() {
 # BOX_CMDLINE: the kernel command line of an agent box (the boxlite CLI uses the same).
 BOX_CMDLINE="console=ttyS0 reboot=k panic=-1 quiet"
 
-# use_boxes: exports BOXLITE (the static CLI) and its defaults (kernel, agent rootfs, shim).
+# use_boxes: exports BOXLITE (the static CLI), its defaults (kernel, agent rootfs, shim) and its
+# home (BOXLITE_HOME, on the test host's tmpfs).
 use_boxes() {
     if [ -z "${ASSETS:-}" ] || [ ! -x "$ASSETS/boxlite" ] || [ ! -f "$ASSETS/rootfs.cpio" ]; then
         fail "the harness assets (boxlite CLI, agent rootfs) are missing: see scripts/test-harness.sh"
     fi
     export BOXLITE="$ASSETS/boxlite" BOXLITE_SHIM="$SHIM" BOXLITE_KERNEL="$GUEST_KERNEL"
-    export BOXLITE_INITRD="$ASSETS/rootfs.cpio"
+    export BOXLITE_INITRD="$ASSETS/rootfs.cpio" BOXLITE_HOME=/tmp/boxlite-home
+}
+
+# box_field BOX FIELD: one field of `boxlite inspect BOX` (`state`, `id`, `pid`, `reason`...).
+box_field() {
+    "$BOXLITE" inspect "$1" | sed -n "s/^    \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" | head -n 1
 }
 
 # start_box [SHIM FLAGS...]: boots a long-lived agent box in the background ($BOX_PID) with its

@@ -13,7 +13,7 @@ mark written
 rc=$?
 cat /tmp/fsck
 expect_eq 0 "$rc" "e2fsck -fn status on the image the guest wrote"
-"$BOXLITE" run --ro-disk /tmp/data.ext4 -- sh -c '
+"$BOXLITE" run --disk /tmp/data.ext4:ro -- sh -c '
     mkdir -p /mnt && mount -t ext4 -o ro /dev/vda /mnt && cat /mnt/hello.txt &&
     [ "$(sha256sum /mnt/random.bin | cut -d" " -f1)" = "$(cat /mnt/random.sha)" ] && echo hash-ok' >/tmp/out ||
     fail "the reading box failed: $(cat /tmp/out)"

@@ -4,7 +4,7 @@
 use_boxes
 cp "$ASSETS/data.ext4" /tmp/ro.ext4
 before=$(sha256sum </tmp/ro.ext4)
-"$BOXLITE" run --ro-disk /tmp/ro.ext4 -- sh -c '
+"$BOXLITE" run --disk /tmp/ro.ext4:ro -- sh -c '
     echo "ro=$(cat /sys/block/vda/ro)"
     if dd if=/dev/zero of=/dev/vda bs=4096 count=1 oflag=direct 2>/dev/null; then echo write-ok; else echo write-refused; fi' >/tmp/out
 cat /tmp/out

@@ -155,6 +155,14 @@ impl Vsock {
             .ok_or("the device did not consume a TX packet")
     }
 
+    /// Acknowledges the device's pending interrupt causes, so it can raise the next one.
+    pub fn ack_interrupt(&self) {
+        let pending = self.dev.interrupt_status();
+        if pending != 0 {
+            self.dev.interrupt_ack(pending);
+        }
+    }
+
     /// The next packet from the device, within `ticks` TSC ticks; its RX
     /// buffer goes straight back to the device.
     pub fn recv(&mut self, ticks: u64) -> Result<Packet, &'static str> {
