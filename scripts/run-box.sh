@@ -44,8 +44,8 @@ if [ -z "$blocker" ]; then
     kdir=$(bash scripts/build-kernel.sh | tail -n 1)
     rootfs=$(bash scripts/build-rootfs.sh | tail -n 1)
     cargo build -q --release -p boxlite-shim -p boxlite-cli >&2
-    exec target/release/boxlite run --kernel "$kdir/vmlinux" --initrd "$rootfs/initramfs.cpio" \
-        --shim target/release/boxlite-shim -- "$@"
+    exec target/release/boxlite --kernel "$kdir/vmlinux" --initrd "$rootfs/initramfs.cpio" \
+        --shim target/release/boxlite-shim run --rm -- "$@"
 fi
 
 say "cannot run the box natively: $blocker."
@@ -60,10 +60,10 @@ cat >"$out/cases/run-box.sh" <<CASE
 # timeout: 300
 use_boxes
 mark box-run
-"\$BOXLITE" run --box-dir /tmp/box --${quoted} >"\$WORK/stdout" 2>"\$WORK/stderr"
+"\$BOXLITE" run --name main-job --${quoted} >"\$WORK/stdout" 2>"\$WORK/stderr"
 echo \$? >"\$WORK/status"
 mark box-done
-cp /tmp/box/console.log "\$WORK/box-console.log"
+cp "\$("\$BOXLITE" inspect main-job | sed -n 's/^    "dir": "\\(.*\\)",\$/\\1/p')/console.log" "\$WORK/box-console.log"
 [ "\$(cat "\$WORK/status")" != 125 ] || fail "boxlite itself failed: \$(cat "\$WORK/stderr")"
 CASE
 bash scripts/test-harness.sh --cases-dir "$out/cases" --jobs 1 --report-dir "$out/report" >&2 || {

@@ -189,6 +189,9 @@ pub enum Error {
         /// The crash report.
         report: String,
     },
+    /// The shim exited while the guest was booting.
+    #[error("the VMM exited before the guest was ready")]
+    VmmExited,
     /// The state journal could not be written.
     #[error("cannot record the change in the state journal {}: {reason}", path.display())]
     Journal {

@@ -124,9 +124,7 @@ impl BoxHandle {
             None => {
                 return Err(StepError {
                     step: "ready",
-                    error: Error::Closed {
-                        context: "before the guest was ready: the VMM exited",
-                    },
+                    error: Error::VmmExited,
                 })
             }
         }

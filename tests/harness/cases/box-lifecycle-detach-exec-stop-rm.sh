@@ -3,7 +3,7 @@
 # timeout: 180
 use_boxes
 mark create
-id=$("$BOXLITE" run -d --name web -e GREETING=hello --cpus 1 --memory 256) || fail "boxlite run -d failed"
+id=$("$BOXLITE" run -d --name web -e GREETING=hello -e TOKEN=sentinel-4b1d --cpus 1 --memory 256) || fail "boxlite run -d failed"
 mark running
 [ -n "$id" ] || fail "run -d printed no id"
 expect_eq running "$(box_field web state)" "state after run -d"
@@ -19,6 +19,12 @@ expect_eq 7 "$?" "exit code of the command"
 "$BOXLITE" logs web | grep -q "boxlite-agent" || fail "logs show no agent line"
 pid=$(box_field web pid)
 [ -d "/proc/$pid" ] || fail "the box's shim (pid $pid) is not alive"
+# The box's env lives in options.json only: not in the shim's argv or environment, no log.
+expect_eq sentinel-4b1d "$("$BOXLITE" exec web -- sh -c 'echo $TOKEN')" "secret env in the guest"
+tr '\0' '\n' <"/proc/$pid/cmdline" | grep -q sentinel && fail "the secret is in the shim's argv"
+tr '\0' '\n' <"/proc/$pid/environ" | grep -q sentinel && fail "the secret is in the shim's environment"
+leaks=$(grep -rl sentinel-4b1d "$BOXLITE_HOME" | grep -v '/options.json$')
+[ -z "$leaks" ] || fail "the secret leaked into: $leaks"
 mark stop
 "$BOXLITE" stop web || fail "boxlite stop failed"
 mark stopped
