@@ -71,6 +71,7 @@ pub fn shim_config(args: &RunArgs, uds: &Path, console: &Path) -> ShimConfig {
             console: ConsoleConfig {
                 file: Some(path(console)),
                 stdout: false,
+                file_cap: None,
             },
             disks,
             vsock: Some(VsockConfig {

@@ -24,5 +24,5 @@ pub use journal::{BoxState, JournalRecord};
 pub use outcome::{VmOutcome, EXIT_USAGE};
 pub use shim::{
     ConfigError, ConsoleConfig, DiskConfig, DiskFormat, LogLevel, ShimConfig, Supervision,
-    VmConfig, VsockConfig, SHIM_CONFIG_VERSION,
+    VmConfig, VsockConfig, DEFAULT_CONSOLE_FILE_CAP, SHIM_CONFIG_VERSION,
 };
