@@ -471,8 +471,8 @@ impl ExecHandle {
         self.stream(|_| {}, |_| {})
     }
 
-    /// Waits for the command to end, collecting its output, up to [`DEFAULT_OUTPUT_LIMIT`]
-    /// bytes of stdout and stderr together; see [`ExecHandle::output_limited`].
+    /// Waits for the command to end, collecting its output, up to 64 MiB (`DEFAULT_OUTPUT_LIMIT`)
+    /// of stdout and stderr together; see [`ExecHandle::output_limited`].
     pub fn output(self) -> Result<ExecOutput> {
         self.output_limited(DEFAULT_OUTPUT_LIMIT)
     }

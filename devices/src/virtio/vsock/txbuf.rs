@@ -35,7 +35,8 @@ impl TxBudget {
     }
 
     /// Bytes held by all the buffers sharing this budget.
-    pub fn used(&self) -> usize {
+    #[cfg(test)]
+    fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
     }
 
