@@ -73,7 +73,7 @@ run_probe() {
     local log=$log_dir/probe.log rc probe_dir
     if ! kvm_usable; then
         local n
-        n=$( (cargo test -q -p boxlite-shim --test probe --test probe_virtio --test probe_supervision -- --list
+        n=$( (cargo test -q -p boxlite-shim --test probe --test probe_virtio -- --list
               cargo test -q -p boxlite-lifecycle --test probe_boxes -- --list --ignored --skip child_) 2>/dev/null |
             grep -c ': test$')
         echo "tier probe: SKIPPED: /dev/kvm is missing or not accessible to $(id -un); probe guests need it"
@@ -86,7 +86,7 @@ run_probe() {
         return
     fi
     BOXLITE_PROBE_DIR=$probe_dir cargo test -p boxlite-shim --test probe --test probe_virtio \
-        --test probe_supervision --no-fail-fast --color never 2>&1 | tee "$log"
+        --no-fail-fast --color never 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     # The lifecycle on real shims with probe boxes (ignored in the host tier: they need KVM).
     BOXLITE_PROBE_DIR=$probe_dir cargo test -p boxlite-shim -p boxlite-lifecycle --test probe_boxes \

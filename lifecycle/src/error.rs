@@ -72,6 +72,15 @@ pub enum Error {
         /// The limit.
         after: Duration,
     },
+    /// A command wrote more output than [`crate::ExecHandle::output_limited`] collects.
+    #[error(
+        "the command wrote more than {limit} bytes of output; read it with \
+         ExecHandle::stream or next_output, or raise the limit with output_limited"
+    )]
+    OutputTooLarge {
+        /// The limit, in bytes of stdout and stderr together.
+        limit: usize,
+    },
     /// The agent sent bytes that are not a valid frame.
     #[error("malformed frame from the guest agent: {0}")]
     Frame(FrameError),

@@ -303,6 +303,9 @@ pub enum Output {
     Stderr(Vec<u8>),
 }
 
+/// How much output [`ExecHandle::output`] collects (stdout and stderr together): 64 MiB.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 64 << 20;
+
 /// Everything a command wrote, and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -468,14 +471,35 @@ impl ExecHandle {
         self.stream(|_| {}, |_| {})
     }
 
-    /// Waits for the command to end, collecting its output.
+    /// Waits for the command to end, collecting its output, up to 64 MiB (`DEFAULT_OUTPUT_LIMIT`)
+    /// of stdout and stderr together; see [`ExecHandle::output_limited`].
     pub fn output(self) -> Result<ExecOutput> {
+        self.output_limited(DEFAULT_OUTPUT_LIMIT)
+    }
+
+    /// Waits for the command to end, collecting at most `limit` bytes of stdout and stderr
+    /// together. A guest that writes more gets [`Error::OutputTooLarge`]: the connection is
+    /// then closed (the command is not waited for) and the collected bytes are dropped, so the
+    /// host never holds more than `limit` bytes. For output of any size, use
+    /// [`ExecHandle::stream`] or [`ExecHandle::next_output`].
+    pub fn output_limited(mut self, limit: usize) -> Result<ExecOutput> {
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
-        let status = self.stream(
-            |bytes| stdout.extend_from_slice(bytes),
-            |bytes| stderr.extend_from_slice(bytes),
-        )?;
+        let mut collected = 0usize;
+        while let Some(output) = self.next_output()? {
+            let (sink, bytes) = match output {
+                Output::Stdout(bytes) => (&mut stdout, bytes),
+                Output::Stderr(bytes) => (&mut stderr, bytes),
+            };
+            collected = collected.saturating_add(bytes.len());
+            if collected > limit {
+                return Err(Error::OutputTooLarge { limit });
+            }
+            sink.extend_from_slice(&bytes);
+        }
+        let status = self.status.ok_or(Error::Closed {
+            context: "before the command ended",
+        })?;
         Ok(ExecOutput {
             stdout,
             stderr,
@@ -690,5 +714,54 @@ mod tests {
         let mut rest = Vec::new();
         std::io::Read::read_to_end(&mut agent, &mut rest).unwrap();
         assert!(rest.is_empty(), "the agent side sees the connection closed");
+    }
+
+    /// An exec handle whose agent sends `chunks` stdout frames of `chunk` bytes, then exits 0.
+    fn chatty_command(chunks: usize, chunk: usize) -> (ExecHandle, thread::JoinHandle<()>) {
+        let (host, mut agent) = UnixStream::pair().unwrap();
+        let control = ExecControl {
+            socket: Arc::new(host.try_clone().unwrap()),
+            writer: Arc::new(Mutex::new(host.try_clone().unwrap())),
+        };
+        let handle = ExecHandle {
+            reader: host,
+            control,
+            pid: Some(1),
+            pending: None,
+            status: None,
+        };
+        let agent = thread::spawn(move || {
+            let frame = encode_frame(&Event::Stdout(vec![b'x'; chunk])).unwrap();
+            for _ in 0..chunks {
+                // The host hangs up once it has had enough.
+                if agent.write_all(&frame).is_err() {
+                    return;
+                }
+            }
+            let exit = Event::Exited {
+                code: 0,
+                timed_out: false,
+            };
+            let _ = agent.write_all(&encode_frame(&exit).unwrap());
+        });
+        (handle, agent)
+    }
+
+    #[test]
+    fn output_past_the_limit_is_refused_not_collected() {
+        let (handle, agent) = chatty_command(1000, 4096);
+        let err = handle.output_limited(64 * 1024).unwrap_err();
+        assert!(
+            matches!(err, Error::OutputTooLarge { limit: 65536 }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("65536"), "{err}");
+        agent.join().unwrap();
+
+        let (handle, agent) = chatty_command(16, 4096);
+        let out = handle.output_limited(64 * 1024).unwrap();
+        assert_eq!(out.stdout.len(), 64 * 1024);
+        assert!(out.status.success());
+        agent.join().unwrap();
     }
 }

@@ -51,7 +51,7 @@ pub use crash::{classify_console, ConsoleStage, CrashReport};
 pub use error::{Error, Result};
 pub use guest_session::{
     AgentInfo, ExecControl, ExecHandle, ExecOutput, ExitStatus, GuestSession, Output, Termination,
-    DEFAULT_TIMEOUT,
+    DEFAULT_OUTPUT_LIMIT, DEFAULT_TIMEOUT,
 };
 pub use options::{BoxOptions, Disk, Root, DEFAULT_READY_TIMEOUT};
 pub use pidfile::{Identity, PidRecord};

@@ -181,6 +181,7 @@ impl BoxHandle {
                 console: ConsoleConfig {
                     file: Some(path_string(&dir.file(CONSOLE_LOG))),
                     stdout: false,
+                    file_cap: None,
                 },
                 disks,
                 vsock: Some(VsockConfig {

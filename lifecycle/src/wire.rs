@@ -1,11 +1,12 @@
 //! Blocking frame I/O on a connection to the guest agent.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use boxlite_proto::agent::Event;
-use boxlite_proto::{decode_frame, encode_frame, frame_payload_len, FRAME_HEADER_LEN};
+use boxlite_proto::blocking::{read_frame, Deadline, ReadFrameError};
+use boxlite_proto::{decode_frame, encode_frame};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -25,57 +26,27 @@ pub fn io_error(
     }
 }
 
-/// Reads until `buf` is full or the stream ends; returns the bytes read. With a `deadline` the
-/// whole read must finish by then: each read waits only for the time left, so a peer that
-/// trickles one byte at a time cannot stretch it.
-fn read_full(
-    stream: &mut UnixStream,
-    buf: &mut [u8],
-    deadline: Option<Instant>,
-) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        if let Some(deadline) = deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            stream.set_read_timeout(Some(left))?;
-        }
-        match stream.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 /// Reads one whole frame (header included) within `timeout`, if given; `None` when the stream
-/// ends before a header.
+/// ends before a header. The timeout covers the whole frame, however the peer trickles it.
 pub fn read_raw_frame(
     stream: &mut UnixStream,
     context: &'static str,
     timeout: Option<Duration>,
 ) -> Result<Option<Vec<u8>>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    let mut header = [0u8; FRAME_HEADER_LEN];
-    match read_full(stream, &mut header, deadline).map_err(io_error(context, timeout))? {
-        0 => return Ok(None),
-        FRAME_HEADER_LEN => {}
-        _ => return Err(Error::Closed { context }),
-    }
-    let len = frame_payload_len(header).map_err(Error::Frame)?;
-    let mut frame = vec![0u8; FRAME_HEADER_LEN + len];
-    frame[..FRAME_HEADER_LEN].copy_from_slice(&header);
-    if read_full(stream, &mut frame[FRAME_HEADER_LEN..], deadline)
-        .map_err(io_error(context, timeout))?
-        < len
-    {
-        return Err(Error::Closed { context });
-    }
-    Ok(Some(frame))
+    let mut set_timeout = |s: &mut UnixStream, left: Duration| s.set_read_timeout(Some(left));
+    let deadline = timeout.map(|t| Deadline {
+        at: Instant::now() + t,
+        set_timeout: &mut set_timeout,
+    });
+    read_frame(stream, deadline).map_err(|e| match e {
+        ReadFrameError::TimedOut => Error::Timeout {
+            what: context,
+            after: timeout.unwrap_or_default(),
+        },
+        ReadFrameError::Closed { .. } => Error::Closed { context },
+        ReadFrameError::Frame(e) => Error::Frame(e),
+        ReadFrameError::Io(source) => Error::Io { context, source },
+    })
 }
 
 /// Reads one [`Event`]; `None` when the stream ends before a header.

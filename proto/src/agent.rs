@@ -324,9 +324,13 @@ impl Ready {
 /// Splits a byte stream into frames as its bytes arrive (for non-blocking readers).
 ///
 /// An oversized frame is refused as soon as its header is in, before its payload is buffered.
+/// Decoded frames are skipped with a read offset; the consumed prefix is dropped once per
+/// [`push`](Self::push), so decoding is linear in the bytes pushed whatever the chunk size.
 #[derive(Debug, Default)]
 pub struct FrameReader {
     buf: Vec<u8>,
+    /// Where the next undecoded frame starts in `buf`.
+    start: usize,
 }
 
 impl FrameReader {
@@ -337,25 +341,30 @@ impl FrameReader {
 
     /// Appends bytes read from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes buffered and not yet returned as a frame.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     /// Decodes the next complete frame, if one is buffered.
     pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
-        let Some(header) = self.buf.first_chunk::<FRAME_HEADER_LEN>() else {
+        let rest = &self.buf[self.start..];
+        let Some(header) = rest.first_chunk::<FRAME_HEADER_LEN>() else {
             return Ok(None);
         };
         let end = FRAME_HEADER_LEN + frame_payload_len(*header)?;
-        let Some(frame) = self.buf.get(..end) else {
+        let Some(frame) = rest.get(..end) else {
             return Ok(None);
         };
         let value = decode_frame(frame)?;
-        self.buf.drain(..end);
+        self.start += end;
         Ok(Some(value))
     }
 }
@@ -569,6 +578,31 @@ mod tests {
                     ExecInput::StdinClose
                 ]
             );
+        }
+    }
+
+    #[test]
+    fn frame_reader_decodes_many_small_frames_pushed_in_large_chunks() {
+        let frames: Vec<ExecInput> = (0..20_000u32)
+            .map(|i| ExecInput::Stdin(i.to_le_bytes().repeat(1 + (i % 5) as usize)))
+            .collect();
+        let stream: Vec<u8> = frames
+            .iter()
+            .flat_map(|f| encode_frame(f).unwrap())
+            .collect();
+        for chunk in [1 << 16, 1 << 20, stream.len()] {
+            let mut reader = FrameReader::new();
+            let mut got = Vec::new();
+            for piece in stream.chunks(chunk) {
+                reader.push(piece);
+                // The frames decoded before this push are gone from the buffer.
+                assert_eq!(reader.start, 0);
+                while let Some(input) = reader.next_frame::<ExecInput>().unwrap() {
+                    got.push(input);
+                }
+            }
+            assert_eq!(reader.buffered(), 0);
+            assert_eq!(got, frames, "chunk {chunk}");
         }
     }
 

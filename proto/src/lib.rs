@@ -3,6 +3,9 @@
 //! The crate is `#![no_std]` + `alloc` so the same types can be used by any component, including
 //! ones that cannot link the standard library. Everything that crosses a process or VM boundary is
 //! encoded with postcard inside a length-prefixed [`frame`].
+//!
+//! The `std` feature adds [`blocking`]: the one blocking frame reader with a deadline, for the
+//! host runtime, the shim and the agent.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -10,6 +13,8 @@
 extern crate alloc;
 
 pub mod agent;
+#[cfg(feature = "std")]
+pub mod blocking;
 pub mod exit;
 pub mod frame;
 pub mod journal;
@@ -24,5 +29,5 @@ pub use journal::{BoxState, JournalRecord};
 pub use outcome::{VmOutcome, EXIT_USAGE};
 pub use shim::{
     ConfigError, ConsoleConfig, DiskConfig, DiskFormat, LogLevel, ShimConfig, Supervision,
-    VmConfig, VsockConfig, SHIM_CONFIG_VERSION,
+    VmConfig, VsockConfig, DEFAULT_CONSOLE_FILE_CAP, SHIM_CONFIG_VERSION,
 };

@@ -101,7 +101,16 @@ pub struct ConsoleConfig {
     pub file: Option<String>,
     /// Copy the console to the shim's standard output.
     pub stdout: bool,
+    /// Most bytes `file` may hold; `None` means [`DEFAULT_CONSOLE_FILE_CAP`]. When a write would
+    /// pass it, the file moves to `<file>.1` (replacing the previous one) and a new file starts
+    /// with a marker line that counts the bytes dropped so far, followed by the last quarter of
+    /// the old file, so its end is always the guest's latest output.
+    #[serde(default)]
+    pub file_cap: Option<u64>,
 }
+
+/// The console file's cap when [`ConsoleConfig::file_cap`] is `None`: 16 MiB.
+pub const DEFAULT_CONSOLE_FILE_CAP: u64 = 16 << 20;
 
 /// Log verbosity of the shim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +216,7 @@ mod tests {
                 console: ConsoleConfig {
                     file: Some("/tmp/console.log".to_string()),
                     stdout: true,
+                    file_cap: Some(1 << 20),
                 },
                 disks: vec![
                     DiskConfig {

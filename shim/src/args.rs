@@ -174,7 +174,8 @@ mod tests {
             config.vm.console,
             ConsoleConfig {
                 file: None,
-                stdout: true
+                stdout: true,
+                file_cap: None,
             }
         );
         assert!(config.vm.disks.is_empty() && config.vm.vsock.is_none());
@@ -225,7 +226,8 @@ mod tests {
             config.vm.console,
             ConsoleConfig {
                 file: Some("/tmp/c.log".into()),
-                stdout: true
+                stdout: true,
+                file_cap: None,
             }
         );
         assert_eq!(config.log_level, LogLevel::Debug);

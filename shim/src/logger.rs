@@ -1,51 +1,105 @@
 //! A minimal `log` backend: one line per record on stderr, timestamped from process start.
 //!
-//! Many warnings are triggered by the guest (a malformed descriptor, a write to a read-only
-//! register), and a hostile guest can trigger them in a loop. So every call site below error
-//! level is limited to [`PER_SITE_LIMIT`] lines, after which one notice says it went quiet:
-//! the log keeps its diagnostic value and cannot fill the host's disk.
+//! Many messages are triggered by the guest (a malformed descriptor, a write to a read-only
+//! register, a failing disk), and a hostile guest can trigger them in a loop. So every call
+//! site, errors included, has a token bucket: [`BURST`] lines at once, then one per
+//! [`REFILL`]. Lines over that are dropped and counted, and the site's next line says how many
+//! were suppressed: the log keeps its diagnostic value and cannot fill the host's disk. Each
+//! line is formatted first and written with one write(2), so lines from different threads
+//! never interleave.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use boxlite_proto::LogLevel;
 
-/// Lines one call site may log (errors excepted) before it is silenced.
-pub const PER_SITE_LIMIT: u32 = 20;
+/// Lines one call site may log in a burst.
+pub const BURST: u32 = 20;
+/// After a burst, a call site earns one more line per this long.
+pub const REFILL: Duration = Duration::from_secs(1);
 
 struct StderrLogger {
     start: Instant,
-    per_site: Mutex<SiteCounts>,
+    per_site: Mutex<Sites>,
 }
 
-/// How many lines each call site (file, line) has logged.
+/// One call site's token bucket.
+#[derive(Debug)]
+struct Bucket {
+    tokens: u32,
+    /// When the bucket last earned a token (time since the logger started).
+    refilled: Duration,
+    /// Lines dropped since the site last wrote one.
+    suppressed: u64,
+}
+
+/// The buckets of every call site (file, line) that has logged.
 #[derive(Default)]
-struct SiteCounts(HashMap<(String, u32), u32>);
+struct Sites(HashMap<(String, u32), Bucket>);
 
 /// Whether a record may be written.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
-    Write,
-    /// Write it, then say the site is silenced from now on.
-    WriteLast,
+    /// Write it, noting how many of the site's lines were dropped before it.
+    Write {
+        suppressed: u64,
+    },
     Drop,
 }
 
-impl SiteCounts {
-    fn verdict(&mut self, level: log::Level, file: &str, line: u32) -> Verdict {
-        if level == log::Level::Error {
-            return Verdict::Write;
+impl Sites {
+    /// The verdict for a line from `file`:`line` at `now` (time since the logger started).
+    fn verdict(&mut self, file: &str, line: u32, now: Duration) -> Verdict {
+        let bucket = self.0.entry((file.to_string(), line)).or_insert(Bucket {
+            tokens: BURST,
+            refilled: now,
+            suppressed: 0,
+        });
+        let earned = now.saturating_sub(bucket.refilled).as_nanos() / REFILL.as_nanos();
+        if earned > 0 {
+            let earned = u32::try_from(earned).unwrap_or(u32::MAX);
+            bucket.tokens = bucket.tokens.saturating_add(earned).min(BURST);
+            bucket.refilled = now;
         }
-        let count = self.0.entry((file.to_string(), line)).or_insert(0);
-        *count = count.saturating_add(1);
-        match (*count).cmp(&PER_SITE_LIMIT) {
-            std::cmp::Ordering::Less => Verdict::Write,
-            std::cmp::Ordering::Equal => Verdict::WriteLast,
-            std::cmp::Ordering::Greater => Verdict::Drop,
+        if bucket.tokens == 0 {
+            bucket.suppressed = bucket.suppressed.saturating_add(1);
+            return Verdict::Drop;
+        }
+        bucket.tokens -= 1;
+        Verdict::Write {
+            suppressed: std::mem::take(&mut bucket.suppressed),
         }
     }
+}
+
+/// One log line, newline included.
+fn format_line(
+    elapsed: Duration,
+    level: log::Level,
+    args: &std::fmt::Arguments<'_>,
+    site: (&str, u32),
+    suppressed: u64,
+) -> String {
+    let mut line = String::with_capacity(128);
+    let _ = write!(
+        line,
+        "[boxlite-shim {:>4}.{:06}] {:<5} {args}",
+        elapsed.as_secs(),
+        elapsed.subsec_micros(),
+        level,
+    );
+    if suppressed > 0 {
+        let _ = write!(
+            line,
+            " ({suppressed} earlier messages from {}:{} suppressed)",
+            site.0, site.1
+        );
+    }
+    line.push('\n');
+    line
 }
 
 static LOGGER: OnceLock<StderrLogger> = OnceLock::new();
@@ -60,34 +114,24 @@ impl log::Log for StderrLogger {
             return;
         }
         let (file, line) = (record.file().unwrap_or("?"), record.line().unwrap_or(0));
+        let elapsed = self.start.elapsed();
         let verdict = self
             .per_site
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .verdict(record.level(), file, line);
-        if verdict == Verdict::Drop {
+            .verdict(file, line, elapsed);
+        let Verdict::Write { suppressed } = verdict else {
             return;
-        }
-        let elapsed = self.start.elapsed();
-        let mut stderr = std::io::stderr().lock();
-        // A closed stderr must not take the VM down: drop the line.
-        let _ = writeln!(
-            stderr,
-            "[boxlite-shim {:>4}.{:06}] {:<5} {}",
-            elapsed.as_secs(),
-            elapsed.subsec_micros(),
+        };
+        let text = format_line(
+            elapsed,
             record.level(),
-            record.args()
+            record.args(),
+            (file, line),
+            suppressed,
         );
-        if verdict == Verdict::WriteLast {
-            let _ = writeln!(
-                stderr,
-                "[boxlite-shim {:>4}.{:06}] {:<5} (further messages from {file}:{line} are suppressed)",
-                elapsed.as_secs(),
-                elapsed.subsec_micros(),
-                record.level()
-            );
-        }
+        // One write(2) for the whole line; a closed stderr must not take the VM down.
+        let _ = std::io::stderr().write_all(text.as_bytes());
     }
 
     fn flush(&self) {}
@@ -118,33 +162,67 @@ pub fn init(level: LogLevel, start: Instant) {
 mod tests {
     use super::*;
 
+    const SECOND: Duration = Duration::from_secs(1);
+
     #[test]
-    fn a_call_site_goes_quiet_after_its_limit_but_errors_never_do() {
-        let mut counts = SiteCounts::default();
-        for _ in 1..PER_SITE_LIMIT {
+    fn a_call_site_gets_a_burst_then_a_steady_rate_and_hears_what_it_lost() {
+        let mut sites = Sites::default();
+        let t0 = Duration::ZERO;
+        for _ in 0..BURST {
             assert_eq!(
-                counts.verdict(log::Level::Warn, "mmio.rs", 7),
-                Verdict::Write
+                sites.verdict("mmio.rs", 7, t0),
+                Verdict::Write { suppressed: 0 }
             );
         }
+        for _ in 0..1000 {
+            assert_eq!(sites.verdict("mmio.rs", 7, t0), Verdict::Drop);
+        }
         assert_eq!(
-            counts.verdict(log::Level::Warn, "mmio.rs", 7),
-            Verdict::WriteLast
-        );
-        assert_eq!(
-            counts.verdict(log::Level::Warn, "mmio.rs", 7),
-            Verdict::Drop
-        );
-        assert_eq!(
-            counts.verdict(log::Level::Warn, "mmio.rs", 8),
-            Verdict::Write,
+            sites.verdict("mmio.rs", 8, t0),
+            Verdict::Write { suppressed: 0 },
             "other sites unaffected"
         );
-        for _ in 0..PER_SITE_LIMIT * 2 {
-            assert_eq!(
-                counts.verdict(log::Level::Error, "vcpu.rs", 1),
-                Verdict::Write
-            );
+        // One refill period later the site speaks again and reports the lines it lost.
+        let t1 = t0 + REFILL;
+        assert_eq!(
+            sites.verdict("mmio.rs", 7, t1),
+            Verdict::Write { suppressed: 1000 }
+        );
+        assert_eq!(sites.verdict("mmio.rs", 7, t1), Verdict::Drop);
+        // A long silence refills the burst, never more.
+        let t2 = t1 + 1000 * SECOND;
+        for _ in 0..BURST {
+            assert!(matches!(
+                sites.verdict("mmio.rs", 7, t2),
+                Verdict::Write { .. }
+            ));
         }
+        assert_eq!(sites.verdict("mmio.rs", 7, t2), Verdict::Drop);
+    }
+
+    #[test]
+    fn errors_are_limited_too() {
+        // The limiter does not look at the level: a guest that makes the disk fail in a loop
+        // (an error per request) is bounded like any other site.
+        let mut sites = Sites::default();
+        let writes = (0..10 * BURST)
+            .filter(|_| sites.verdict("block.rs", 3, Duration::ZERO) != Verdict::Drop)
+            .count();
+        assert_eq!(writes, BURST as usize);
+    }
+
+    #[test]
+    fn a_line_is_formatted_whole_with_its_suppressed_count() {
+        let line = format_line(
+            Duration::from_micros(1_500_002),
+            log::Level::Warn,
+            &format_args!("bad descriptor {}", 3),
+            ("mmio.rs", 7),
+            42,
+        );
+        assert_eq!(
+            line,
+            "[boxlite-shim    1.500002] WARN  bad descriptor 3 (42 earlier messages from mmio.rs:7 suppressed)\n"
+        );
     }
 }

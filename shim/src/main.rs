@@ -11,9 +11,8 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use boxlite_proto::{
-    frame_payload_len, ShimConfig, ShimEnd, VmOutcome, EXIT_USAGE, FRAME_HEADER_LEN,
-};
+use boxlite_proto::blocking::read_frame;
+use boxlite_proto::{ShimConfig, ShimEnd, VmOutcome, EXIT_USAGE};
 
 use crate::args::Command;
 
@@ -25,16 +24,9 @@ fn usage_error(message: &str) -> ExitCode {
 /// Reads one config frame from stdin: the length prefix first, so an oversized announcement is
 /// refused before anything is allocated for it.
 fn read_config(input: &mut impl Read) -> Result<ShimConfig, String> {
-    let mut header = [0u8; FRAME_HEADER_LEN];
-    input
-        .read_exact(&mut header)
-        .map_err(|e| format!("cannot read the config header from stdin: {e}"))?;
-    let len = frame_payload_len(header).map_err(|e| format!("malformed shim config: {e}"))?;
-    let mut frame = header.to_vec();
-    frame.resize(FRAME_HEADER_LEN + len, 0);
-    input
-        .read_exact(&mut frame[FRAME_HEADER_LEN..])
-        .map_err(|e| format!("cannot read the {len}-byte config from stdin: {e}"))?;
+    let frame = read_frame(input, None)
+        .map_err(|e| format!("cannot read the shim config from stdin: {e}"))?
+        .ok_or("stdin ended before the shim config")?;
     ShimConfig::from_frame(&frame).map_err(|e| e.to_string())
 }
 
@@ -175,8 +167,8 @@ mod tests {
     #[test]
     fn refuses_empty_short_oversized_and_garbage_input() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (vec![], "config header"),
-            (vec![10, 0, 0, 0, 1], "10-byte config"),
+            (vec![], "stdin ended before the shim config"),
+            (vec![10, 0, 0, 0, 1], "ended 5 bytes into a frame"),
             (
                 ((MAX_FRAME_LEN + 1) as u32).to_le_bytes().to_vec(),
                 "exceeds",

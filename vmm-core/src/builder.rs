@@ -1,7 +1,7 @@
 //! Assembles a VM from its configuration: memory, kernel, boot structures, legacy devices,
 //! vCPUs and the event loop, in the order each step depends on the previous.
 
-use std::fs::OpenOptions;
+use std::path::Path;
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use event_manager::{EventManager, SubscriberOps};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use boxlite_proto::{ConsoleConfig, VmConfig};
+use boxlite_proto::{ConsoleConfig, VmConfig, DEFAULT_CONSOLE_FILE_CAP};
 
 use crate::arch::mptable;
 use crate::boot;
@@ -19,7 +19,7 @@ use crate::exit_monitor::ExitMonitor;
 use crate::layout::{BOOT_TIMER_ADDR, CMOS_PORT, COM1_IRQ, COM1_PORT, I8042_PORT, MAX_VCPUS};
 use crate::legacy::boot_timer::{process_cpu_time, BootTime, BootTimer, BOOT_TIMER_LEN};
 use crate::legacy::cmos::{Cmos, CMOS_PORT_COUNT};
-use crate::legacy::console::{ConsoleSink, ConsoleWriter, PanicWatch};
+use crate::legacy::console::{CappedFile, ConsoleSink, ConsoleWriter, PanicWatch};
 use crate::legacy::i8042::{I8042, I8042_PORT_COUNT};
 use crate::legacy::serial::{SerialDevice, SERIAL_PORT_COUNT};
 use crate::legacy::EventFdTrigger;
@@ -38,15 +38,12 @@ fn eventfd(what: &'static str) -> Result<EventFd> {
 pub fn console_sinks(config: &ConsoleConfig) -> Result<Vec<ConsoleSink>> {
     let mut sinks = Vec::new();
     if let Some(path) = &config.file {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| Error::File {
-                what: "cannot open console file",
-                path: path.clone(),
-                source,
-            })?;
+        let cap = config.file_cap.unwrap_or(DEFAULT_CONSOLE_FILE_CAP);
+        let file = CappedFile::open(Path::new(path), cap).map_err(|source| Error::File {
+            what: "cannot open console file",
+            path: path.clone(),
+            source,
+        })?;
         sinks.push(ConsoleSink::new(path.clone(), Box::new(file)));
     }
     if config.stdout {
@@ -288,6 +285,7 @@ mod tests {
         let sinks = console_sinks(&ConsoleConfig {
             file: Some(path.to_str().unwrap().into()),
             stdout: false,
+            file_cap: None,
         })
         .unwrap();
         assert_eq!(sinks.len(), 1);
@@ -297,6 +295,7 @@ mod tests {
         let bad = ConsoleConfig {
             file: Some("/nonexistent-dir/console.log".into()),
             stdout: false,
+            file_cap: None,
         };
         let err = console_sinks(&bad).err().unwrap();
         assert!(

@@ -97,6 +97,19 @@ impl QueueEvents {
         }
     }
 
+    /// Signals queue `index`'s own notification event, so the loop gives the queue another
+    /// pass after serving whatever else is ready; for a pass that ended with work left (see
+    /// [`super::drain::Pass::more`]). Nothing happens for a queue that is not watched.
+    pub fn rearm(&self, index: usize) {
+        if let Some(event) = self.registered.get(index) {
+            if let Err(e) = event.write(1) {
+                error!(
+                    "cannot re-arm virtio queue {index}: {e}; it waits for the next notification"
+                );
+            }
+        }
+    }
+
     fn apply_pending(&mut self, ops: &mut EventOps) {
         let Some(wanted) = self.pending.take() else {
             return;

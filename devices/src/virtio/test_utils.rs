@@ -60,6 +60,17 @@ const DESC_TABLE: u64 = 0;
 const AVAIL_RING: u64 = 0x4000;
 const USED_RING: u64 = 0x6000;
 
+/// Makes chain `head` available again in the `size`-entry queue a [`Driver`] laid out in `mem`
+/// (what a driver does when it re-posts a buffer as soon as the device returns it).
+pub fn repost(mem: &GuestMemoryMmap, size: u16, head: u16) {
+    let idx: u16 = mem.read_obj(GuestAddress(AVAIL_RING + 2)).unwrap();
+    let slot = u64::from(idx % size);
+    mem.write_obj(head, GuestAddress(AVAIL_RING + 4 + 2 * slot))
+        .unwrap();
+    mem.write_obj(idx.wrapping_add(1), GuestAddress(AVAIL_RING + 2))
+        .unwrap();
+}
+
 /// The driver side of a split queue (at most 256 entries) at the bottom of `mem`.
 pub struct Driver<'a> {
     mem: &'a GuestMemoryMmap,
@@ -126,15 +137,7 @@ impl<'a> Driver<'a> {
 
     /// Makes `head` available without writing any descriptor.
     pub fn publish_head(&self, head: u16) {
-        let idx = self.avail_idx();
-        let slot = u64::from(idx % self.size);
-        self.store(AVAIL_RING + 4 + 2 * slot, head);
-        self.set_avail_idx(idx.wrapping_add(1));
-    }
-
-    /// The available ring's index.
-    pub fn avail_idx(&self) -> u16 {
-        self.load(AVAIL_RING + 2)
+        repost(self.mem, self.size, head);
     }
 
     /// Overwrites the available ring's index.

@@ -9,7 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use boxlite_proto::agent::{Event, Hello, Request, AGENT_PROTOCOL_VERSION};
-use boxlite_proto::{encode_frame, frame_payload_len, FRAME_HEADER_LEN};
+use boxlite_proto::blocking::ReadFrameError;
+use boxlite_proto::encode_frame;
 
 use crate::reaper::Reaper;
 use crate::{exec, init, sys, vsock, AGENT_NAME};
@@ -124,29 +125,16 @@ fn handle(conn: OwnedFd, agent: &Agent) {
 
 /// Reads the first frame of a connection; `Ok(None)` when the peer closed without sending one.
 fn read_hello(conn: &OwnedFd) -> Result<Option<Hello>, String> {
-    let describe = |e: io::Error| {
-        if e.kind() == io::ErrorKind::WouldBlock {
-            format!("no request within {HELLO_TIMEOUT:?}")
-        } else {
-            format!("cannot read the request: {e}")
-        }
-    };
     // One deadline for the whole frame, not one per read.
     let deadline = Instant::now() + HELLO_TIMEOUT;
-    let mut header = [0u8; FRAME_HEADER_LEN];
-    if !sys::read_exact_by(conn.as_fd(), &mut header, deadline).map_err(describe)? {
-        return Ok(None);
-    }
-    let len = frame_payload_len(header).map_err(|e| format!("bad request frame: {e}"))?;
-    let mut frame = vec![0u8; FRAME_HEADER_LEN + len];
-    frame[..FRAME_HEADER_LEN].copy_from_slice(&header);
-    let complete = sys::read_exact_by(conn.as_fd(), &mut frame[FRAME_HEADER_LEN..], deadline)
-        .map_err(describe)?;
-    if !complete {
-        return Err(format!(
-            "connection closed after the header of a {len}-byte request"
-        ));
-    }
+    let frame = match sys::read_frame_by(conn.as_fd(), deadline) {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return Ok(None),
+        Err(ReadFrameError::TimedOut) => {
+            return Err(format!("no request within {HELLO_TIMEOUT:?}"))
+        }
+        Err(e) => return Err(format!("cannot read the request: {e}")),
+    };
     Hello::from_frame(&frame)
         .map(Some)
         .map_err(|e| e.to_string())

@@ -7,6 +7,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use boxlite_proto::blocking::{read_frame, Deadline, ReadFrameError};
+
 /// Turns a `-1` return into the thread's `errno`.
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
@@ -92,25 +94,32 @@ pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads exactly `buf.len()` bytes from a blocking socket by `deadline`; `Ok(false)` on end of
-/// file before the first byte. Each read waits only for the time left (the socket's timeouts are
-/// lowered as it goes), so a peer sending one byte at a time cannot stretch the deadline; past
-/// it the error is `WouldBlock`, as for a socket timeout.
-pub fn read_exact_by(fd: BorrowedFd<'_>, buf: &mut [u8], deadline: Instant) -> io::Result<bool> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        set_socket_timeouts(fd, Some(left))?;
-        match read(fd, &mut buf[filled..])? {
-            0 if filled == 0 => return Ok(false),
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => filled += n,
-        }
+/// A borrowed descriptor as an [`io::Read`] (for `boxlite_proto::blocking::read_frame`); its
+/// read timeout is set with [`set_socket_timeouts`].
+pub struct FdReader<'a>(pub BorrowedFd<'a>);
+
+impl io::Read for FdReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read(self.0, buf)
     }
-    Ok(true)
+}
+
+/// Reads one frame from the socket `fd`, all of it by `deadline`: each read waits only for the
+/// time left, so a peer sending one byte at a time cannot stretch it. `Ok(None)` when the peer
+/// closed before the first byte.
+pub fn read_frame_by(
+    fd: BorrowedFd<'_>,
+    deadline: Instant,
+) -> Result<Option<Vec<u8>>, ReadFrameError> {
+    let mut set_timeout =
+        |r: &mut FdReader<'_>, left: Duration| set_socket_timeouts(r.0, Some(left));
+    read_frame(
+        &mut FdReader(fd),
+        Some(Deadline {
+            at: deadline,
+            set_timeout: &mut set_timeout,
+        }),
+    )
 }
 
 /// A close-on-exec pipe: (read end, write end).
@@ -255,6 +264,7 @@ mod deadline_tests {
     fn a_trickling_peer_cannot_stretch_the_deadline() {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         let trickler = std::thread::spawn(move || {
+            let _ = theirs.write_all(&64u32.to_le_bytes());
             for _ in 0..100 {
                 std::thread::sleep(Duration::from_millis(50));
                 if theirs.write_all(b"x").is_err() {
@@ -262,29 +272,26 @@ mod deadline_tests {
                 }
             }
         });
-        let start = Instant::now();
-        let mut buf = [0u8; 64];
-        let err =
-            read_exact_by(ours.as_fd(), &mut buf, start + Duration::from_millis(300)).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "took {:?}",
-            start.elapsed()
-        );
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let err = read_frame_by(ours.as_fd(), deadline).unwrap_err();
+        assert!(matches!(err, ReadFrameError::TimedOut), "{err}");
         drop(ours);
         trickler.join().unwrap();
     }
 
     #[test]
-    fn whole_reads_and_clean_ends_are_reported() {
+    fn whole_frames_and_clean_ends_are_reported() {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
-        theirs.write_all(b"abcd").unwrap();
-        let mut buf = [0u8; 4];
+        theirs
+            .write_all(&[4, 0, 0, 0, b'a', b'b', b'c', b'd'])
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        assert!(read_exact_by(ours.as_fd(), &mut buf, deadline).unwrap());
-        assert_eq!(&buf, b"abcd");
+        let frame = read_frame_by(ours.as_fd(), deadline).unwrap();
+        assert_eq!(
+            frame.as_deref(),
+            Some(&[4, 0, 0, 0, b'a', b'b', b'c', b'd'][..])
+        );
         drop(theirs);
-        assert!(!read_exact_by(ours.as_fd(), &mut buf, deadline).unwrap());
+        assert!(read_frame_by(ours.as_fd(), deadline).unwrap().is_none());
     }
 }

@@ -26,6 +26,10 @@ const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
 /// Size of the staging buffer between the image and guest memory: large requests are copied
 /// in pieces of this size, so a guest-chosen length never sizes an allocation.
 const IO_CHUNK: usize = 128 * 1024;
+/// Requests served per event-loop pass; the rest wait for the next pass, after the other
+/// subscribers (the exit monitor, other devices) have run. Kept well below the queue size
+/// because one request can be a megabyte of host I/O or an fdatasync.
+pub(super) const PASS_BUDGET: usize = 16;
 
 /// How to build a [`Block`].
 #[derive(Clone, Debug)]
@@ -102,16 +106,24 @@ impl Block {
         self.acked_features
     }
 
-    /// Serves every available request; called when the driver notifies the queue.
+    /// Serves up to [`PASS_BUDGET`] available requests; called when the driver notifies the
+    /// queue. When more may be waiting, the queue's event is re-armed for another pass.
     pub(super) fn process_queue(&mut self) {
         let Some(active) = self.active.as_mut() else {
             return;
         };
         let (disk, id, buffer) = (&self.disk, &self.id, &mut self.buffer);
         let mem = &active.mem;
-        drain_queue(&mut active.queue, mem, &active.interrupt, |chain| {
-            handle_chain(mem, chain, disk, id, buffer)
-        });
+        let pass = drain_queue(
+            &mut active.queue,
+            mem,
+            &active.interrupt,
+            PASS_BUDGET,
+            |chain| handle_chain(mem, chain, disk, id, buffer),
+        );
+        if pass.more {
+            self.events.rearm(0);
+        }
     }
 }
 

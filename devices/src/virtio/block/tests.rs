@@ -13,6 +13,7 @@ use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::tempfile::TempFile;
 
+use super::device::PASS_BUDGET;
 use super::{Block, BlockOptions, SECTOR_SIZE};
 use crate::virtio::test_utils::{
     guest_memory, interrupt, readable, writable, Desc, Driver, DATA_BASE, MEM_SIZE,
@@ -605,4 +606,40 @@ fn requests_are_served_from_the_event_loop() {
     notify.write(1).unwrap();
     manager.run_with_timeout(0).unwrap();
     assert_eq!(driver.used_idx(), 1);
+}
+
+#[test]
+fn one_pass_serves_a_bounded_batch_and_the_loop_comes_back_for_the_rest() {
+    let f = Fixture::new(false);
+    f.header(VIRTIO_BLK_T_FLUSH, 0);
+    let mem = f.mem.clone();
+    let mut driver = Driver::new(&mem, 256);
+    let block = Arc::new(Mutex::new(f.block));
+    let mut manager = EventManager::<Arc<Mutex<Block>>>::new().unwrap();
+    manager.add_subscriber(block.clone());
+    let queue = driver.active_queue();
+    let notify = queue.notify.try_clone().unwrap();
+    block
+        .lock()
+        .unwrap()
+        .activate(mem.clone(), interrupt(), vec![queue])
+        .unwrap();
+    manager.run_with_timeout(0).unwrap();
+
+    let requests = 2 * PASS_BUDGET + 3;
+    for _ in 0..requests {
+        driver.add_chain(&[readable(HEADER, 16), status_desc()]);
+    }
+    notify.write(1).unwrap();
+    let mut per_pass = Vec::new();
+    let mut before = 0;
+    while usize::from(driver.used_idx()) < requests {
+        manager.run_with_timeout(0).unwrap();
+        let now = usize::from(driver.used_idx());
+        per_pass.push(now - before);
+        before = now;
+    }
+    assert_eq!(per_pass, vec![PASS_BUDGET, PASS_BUDGET, 3]);
+    // The last pass found the queue empty: nothing is re-armed.
+    assert_eq!(manager.run_with_timeout(0).unwrap(), 0);
 }

@@ -62,9 +62,17 @@ impl Rng {
             return;
         };
         let (source, buffer) = (&mut self.source, &mut self.buffer);
-        drain_queue(&mut active.queue, &active.mem, &active.interrupt, |chain| {
-            fill(chain, source, buffer)
-        });
+        let budget = usize::from(QUEUE_SIZE);
+        let pass = drain_queue(
+            &mut active.queue,
+            &active.mem,
+            &active.interrupt,
+            budget,
+            |chain| fill(chain, source, buffer),
+        );
+        if pass.more {
+            self.events.rearm(0);
+        }
     }
 }
 

@@ -87,20 +87,31 @@ impl Vsock {
         self.process_rx();
     }
 
-    /// The driver notified the TX queue: send its packets, then deliver the replies.
+    /// The driver notified the TX queue: send up to a queue's worth of its packets (the TX
+    /// event is re-armed when more may wait), then deliver the replies.
     pub(super) fn handle_tx_notify(&mut self) {
         let Some(active) = self.active.as_mut() else {
             return;
         };
         let (mem, muxer, payload) = (&active.mem, &mut self.muxer, &mut self.tx_payload);
-        drain_queue(&mut active.queues[TX], mem, &active.interrupt, |chain| {
-            let head = chain.head_index();
-            match read_tx_packet(mem, chain, payload) {
-                Ok(header) => muxer.send_pkt(&header, payload),
-                Err(e) => warn!("vsock: dropping TX chain {head}: {e}"),
-            }
-            0
-        });
+        let budget = usize::from(QUEUE_SIZE);
+        let pass = drain_queue(
+            &mut active.queues[TX],
+            mem,
+            &active.interrupt,
+            budget,
+            |chain| {
+                let head = chain.head_index();
+                match read_tx_packet(mem, chain, payload) {
+                    Ok(header) => muxer.send_pkt(&header, payload),
+                    Err(e) => warn!("vsock: dropping TX chain {head}: {e}"),
+                }
+                0
+            },
+        );
+        if pass.more {
+            self.events.rearm(TX);
+        }
         self.process_rx();
     }
 

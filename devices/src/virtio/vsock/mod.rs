@@ -18,7 +18,8 @@
 //!   event-loop subscriber.
 //!
 //! Limits: [`MAX_CONNECTIONS`] host streams; [`CONN_BUF_SIZE`] of buffered guest data per
-//! connection (the credit the device advertises); [`MAX_PAYLOAD`] per packet.
+//! connection (the credit the device advertises), and 32 MiB across all connections (a guest
+//! that pushes past either has its connection reset); [`MAX_PAYLOAD`] per packet.
 
 mod connect_line;
 mod connection;

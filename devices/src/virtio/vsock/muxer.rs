@@ -21,6 +21,7 @@ use vmm_sys_util::timerfd::TimerFd;
 use super::connect_line::LineReader;
 use super::connection::{ConnKey, Connection};
 use super::packet::{PacketHeader, OP_CREDIT_REQUEST, OP_REQUEST, OP_RST, TYPE_STREAM};
+use super::txbuf::{TxBudget, MAX_TOTAL_BUFFERED};
 use super::unix_connect::connect_nonblocking;
 use super::{VsockError, HOST_CID};
 use crate::{Error, Result};
@@ -89,6 +90,8 @@ pub struct Muxer {
     pending_rst: usize,
     /// [`MAX_CONNECTIONS`], lowered by tests.
     max_streams: usize,
+    /// Guest data all connections may buffer together ([`MAX_TOTAL_BUFFERED`]).
+    tx_budget: TxBudget,
     /// [`HANDSHAKE_TIMEOUT`], shortened by tests.
     handshake_timeout: Duration,
 }
@@ -123,6 +126,7 @@ impl Muxer {
             queued: HashSet::new(),
             pending_rst: 0,
             max_streams: MAX_CONNECTIONS,
+            tx_budget: TxBudget::new(MAX_TOTAL_BUFFERED),
             handshake_timeout: HANDSHAKE_TIMEOUT,
         };
         muxer
@@ -347,7 +351,13 @@ impl Muxer {
                 return;
             }
         };
-        let conn = Connection::new_guest_initiated(stream, key, self.guest_cid, request);
+        let conn = Connection::new_guest_initiated(
+            stream,
+            key,
+            self.guest_cid,
+            request,
+            self.tx_budget.clone(),
+        );
         self.insert(conn, false);
     }
 
@@ -598,7 +608,8 @@ impl Muxer {
             peer_port: port,
         };
         debug!("vsock: host connects to guest port {port} from {local_port}");
-        let conn = Connection::new_host_initiated(stream, key, self.guest_cid);
+        let conn =
+            Connection::new_host_initiated(stream, key, self.guest_cid, self.tx_budget.clone());
         self.insert(conn, true);
     }
 

@@ -29,7 +29,7 @@ use super::packet::{
     PacketHeader, OP_CREDIT_REQUEST, OP_CREDIT_UPDATE, OP_REQUEST, OP_RESPONSE, OP_RST, OP_RW,
     OP_SHUTDOWN, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM,
 };
-use super::txbuf::TxBuf;
+use super::txbuf::{TxBudget, TxBuf};
 use super::HOST_CID;
 
 /// The receive buffer the device advertises (`buf_alloc`) for each connection; also the most
@@ -117,35 +117,48 @@ pub struct Connection {
 
 impl Connection {
     /// A host-initiated connection to guest port `key.peer_port`: queues a `REQUEST`.
-    pub fn new_host_initiated(stream: UnixStream, key: ConnKey, guest_cid: u64) -> Connection {
-        let mut conn = Connection::new(stream, key, guest_cid, Phase::HostInit);
+    pub fn new_host_initiated(
+        stream: UnixStream,
+        key: ConnKey,
+        guest_cid: u64,
+        budget: TxBudget,
+    ) -> Connection {
+        let mut conn = Connection::new(stream, key, guest_cid, Phase::HostInit, budget);
         conn.pending.request = true;
         conn
     }
 
     /// A guest-initiated connection, already connected to its host listener: queues the
-    /// `RESPONSE`. `request` is the guest's `REQUEST` (it carries the guest's credit).
+    /// `RESPONSE`. `request` is the guest's `REQUEST` (it carries the guest's credit). Both
+    /// constructors take the device's shared [`TxBudget`] for buffered guest data.
     pub fn new_guest_initiated(
         stream: UnixStream,
         key: ConnKey,
         guest_cid: u64,
         request: &PacketHeader,
+        budget: TxBudget,
     ) -> Connection {
-        let mut conn = Connection::new(stream, key, guest_cid, Phase::GuestInit);
+        let mut conn = Connection::new(stream, key, guest_cid, Phase::GuestInit, budget);
         conn.peer_buf_alloc = request.buf_alloc;
         conn.peer_fwd_cnt = Wrapping(request.fwd_cnt);
         conn.pending.response = true;
         conn
     }
 
-    fn new(stream: UnixStream, key: ConnKey, guest_cid: u64, phase: Phase) -> Connection {
+    fn new(
+        stream: UnixStream,
+        key: ConnKey,
+        guest_cid: u64,
+        phase: Phase,
+        budget: TxBudget,
+    ) -> Connection {
         Connection {
             key,
             guest_cid,
             stream,
             phase,
             pending: Pending::default(),
-            tx_buf: TxBuf::new(CONN_BUF_SIZE as usize),
+            tx_buf: TxBuf::new(CONN_BUF_SIZE as usize, budget),
             fwd_cnt: Wrapping(0),
             fwd_cnt_sent: Wrapping(0),
             peer_buf_alloc: 0,

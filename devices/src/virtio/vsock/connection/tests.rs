@@ -3,6 +3,11 @@
 use super::*;
 use crate::virtio::vsock::packet::MAX_PAYLOAD;
 use crate::virtio::vsock::test_utils::{guest_pkt, read_some, GUEST_CID};
+use crate::virtio::vsock::txbuf::MAX_TOTAL_BUFFERED;
+
+fn budget() -> TxBudget {
+    TxBudget::new(MAX_TOTAL_BUFFERED)
+}
 
 const KEY: ConnKey = ConnKey {
     local_port: 1234,
@@ -20,7 +25,7 @@ fn established(credit: u32) -> (Connection, UnixStream) {
     let (host, dev) = pair();
     let mut request = guest_pkt(OP_REQUEST, KEY.peer_port, KEY.local_port);
     request.buf_alloc = credit;
-    let mut conn = Connection::new_guest_initiated(dev, KEY, GUEST_CID, &request);
+    let mut conn = Connection::new_guest_initiated(dev, KEY, GUEST_CID, &request, budget());
     let response = conn.recv_pkt(&mut []).unwrap();
     assert_eq!(response.op, OP_RESPONSE);
     (conn, host)
@@ -44,7 +49,7 @@ fn host_initiated_sends_request_then_confirms_ok_to_the_host() {
         local_port: 1 << 30,
         peer_port: 52,
     };
-    let mut conn = Connection::new_host_initiated(dev, key, GUEST_CID);
+    let mut conn = Connection::new_host_initiated(dev, key, GUEST_CID, budget());
     assert!(!conn.guest_knows());
     let request = conn.recv_pkt(&mut []).unwrap();
     assert_eq!(
@@ -75,7 +80,7 @@ fn host_initiated_sends_request_then_confirms_ok_to_the_host() {
 #[test]
 fn unanswered_request_expires_into_rst() {
     let (_host, dev) = pair();
-    let mut conn = Connection::new_host_initiated(dev, KEY, GUEST_CID);
+    let mut conn = Connection::new_host_initiated(dev, KEY, GUEST_CID, budget());
     conn.recv_pkt(&mut []).unwrap();
     assert!(!conn.expire(Instant::now()));
     assert!(conn.expire(Instant::now() + REQUEST_TIMEOUT));
