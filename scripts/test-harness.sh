@@ -31,6 +31,7 @@ ensure_packages() {
     installed e2fsck-static || missing+=(e2fsck-static)
     installed e2fsprogs || missing+=(e2fsprogs)
     command -v socat >/dev/null || missing+=(socat)
+    command -v qemu-img >/dev/null || missing+=(qemu-utils)
     ((${#missing[@]})) || return 0
     log "installing ${missing[*]}"
     as_root apt-get update -qq >&2
@@ -73,11 +74,11 @@ fi
 
 # Assets every test host sees read-only at /assets: the boxlite CLI (static), the guest root
 # filesystem (agent + busybox) as initramfs and ext4 image, a blank ext4 data image, Debian's
-# static e2fsck, and Debian's socat with its shared libraries (run through their loader). A piece
+# static e2fsck, and Debian's socat and qemu-img with their shared libraries (run through their loader). A piece
 # that cannot be built is left out; the cases that need it fail and say so.
 assets="$target_dir/harness-assets"
 build_assets() {
-    rm -rf "$assets" && mkdir -p "$assets/socat"
+    rm -rf "$assets" && mkdir -p "$assets"
     log "building the boxlite CLI ($MUSL, release)"
     cargo build -q --release --target "$MUSL" -p boxlite-cli -p boxlite-benches >&2 &&
         cp "$target_dir/$MUSL/release/boxlite" "$target_dir/$MUSL/release/boxlite-box-bench" "$assets/"
@@ -90,18 +91,27 @@ build_assets() {
     fi
     truncate -s 32M "$assets/data.ext4" && mkfs.ext4 -q -F -L boxlite-data "$assets/data.ext4" >&2
     cp /sbin/e2fsck.static "$assets/e2fsck"
-    local lib
-    for lib in $(ldd /usr/bin/socat | awk '/=>/ { print $3 } /ld-linux/ { print $1 }'); do
-        cp -L "$lib" "$assets/socat/"
+    bundle /usr/bin/socat socat
+    bundle /usr/bin/qemu-img qemu-img
+}
+
+# bundle BINARY NAME: a dynamically linked Debian tool for the test host, which has no shared
+# libraries of its own: the binary and its libraries in $assets/NAME/, run through their loader
+# by the wrapper $assets/NAME/NAME.
+bundle() {
+    local bin=$1 name=$2 dir=$assets/$2 lib
+    mkdir -p "$dir"
+    for lib in $(ldd "$bin" | awk '/=>/ { print $3 } /ld-linux/ { print $1 }'); do
+        cp -L "$lib" "$dir/"
     done
-    cp /usr/bin/socat "$assets/socat/socat.bin"
-    cat >"$assets/socat/socat" <<'WRAP'
+    cp "$bin" "$dir/$name.bin"
+    cat >"$dir/$name" <<WRAP
 #!/bin/sh
-# Debian's socat inside the test host, which has no shared libraries of its own.
-d=$(dirname "$0")
-exec "$d/ld-linux-x86-64.so.2" --library-path "$d" "$d/socat.bin" "$@"
+# Debian's $name inside the test host, which has no shared libraries of its own.
+d=\$(dirname "\$0")
+exec "\$d/ld-linux-x86-64.so.2" --library-path "\$d" "\$d/$name.bin" "\$@"
 WRAP
-    chmod +x "$assets/socat/socat"
+    chmod +x "$dir/$name"
 }
 build_assets || log "ERROR: building the harness assets failed (see above)"
 
