@@ -134,7 +134,10 @@ fn open_qcow2(path: &Path, writable: bool, depth: usize) -> io::Result<FormatAcc
                     "no backing format in the header, and formats are never probed; recreate the overlay with one (qemu-img create -F raw|qcow2)",
                 )),
             };
-            Some(backing.map_err(|e| io::Error::new(e.kind(), format!("backing file {shown}: {e}")))?)
+            Some(
+                backing
+                    .map_err(|e| io::Error::new(e.kind(), format!("backing file {shown}: {e}")))?,
+            )
         }
     };
     qcow2.set_backing(backing);

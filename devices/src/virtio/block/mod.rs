@@ -26,4 +26,6 @@ pub use device::{Block, BlockOptions};
 pub use disk::SECTOR_SIZE;
 
 #[cfg(test)]
+mod qcow2_tests;
+#[cfg(test)]
 mod tests;

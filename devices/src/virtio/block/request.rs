@@ -117,10 +117,21 @@ fn serve<'m>(
 ) -> Result<usize, (Failure, usize)> {
     let (header, reader, mut writer) = parse(mem, chain, descriptors).map_err(|f| (f, 0))?;
     let result = match header.request_type {
-        VIRTIO_BLK_T_IN => read(mem, descriptors, disk, header.sector, writer.available_bytes()),
-        VIRTIO_BLK_T_OUT => {
-            write(mem, descriptors, disk, header.sector, reader.available_bytes()).map(|()| 0)
-        }
+        VIRTIO_BLK_T_IN => read(
+            mem,
+            descriptors,
+            disk,
+            header.sector,
+            writer.available_bytes(),
+        ),
+        VIRTIO_BLK_T_OUT => write(
+            mem,
+            descriptors,
+            disk,
+            header.sector,
+            reader.available_bytes(),
+        )
+        .map(|()| 0),
         VIRTIO_BLK_T_FLUSH => flush(disk).map(|()| 0),
         VIRTIO_BLK_T_GET_ID => get_id(id, &mut writer).map(|()| writer.bytes_written()),
         other => Err(Failure::Unsupported(other)),
@@ -244,8 +255,11 @@ fn read(
 ) -> Result<usize, Failure> {
     let offset = range(disk, sector, len)?;
     let slices = data_slices(mem, descriptors, true, 0, len)?;
-    disk.read(&slices, offset)
-        .map_err(|e| Failure::Host(format!("reading {len} bytes of the image at byte {offset}: {e}")))?;
+    disk.read(&slices, offset).map_err(|e| {
+        Failure::Host(format!(
+            "reading {len} bytes of the image at byte {offset}: {e}"
+        ))
+    })?;
     Ok(len)
 }
 
@@ -263,8 +277,11 @@ fn write(
     }
     let offset = range(disk, sector, len)?;
     let slices = data_slices(mem, descriptors, false, HEADER_LEN, len)?;
-    disk.write(&slices, offset)
-        .map_err(|e| Failure::Host(format!("writing {len} bytes of the image at byte {offset}: {e}")))
+    disk.write(&slices, offset).map_err(|e| {
+        Failure::Host(format!(
+            "writing {len} bytes of the image at byte {offset}: {e}"
+        ))
+    })
 }
 
 /// VIRTIO_BLK_T_FLUSH: make completed writes durable.
