@@ -10,6 +10,7 @@
 
 mod error;
 mod guest_session;
+mod overlay;
 mod ready;
 mod wire;
 
@@ -19,4 +20,5 @@ pub use guest_session::{
     AgentInfo, ExecControl, ExecHandle, ExecOutput, ExitStatus, GuestSession, Output, Termination,
     DEFAULT_TIMEOUT,
 };
+pub use overlay::{base_format, create_overlay};
 pub use ready::{ready_listener_path, wait_ready, ReadyListener};
