@@ -31,6 +31,7 @@ ensure_packages() {
     installed e2fsck-static || missing+=(e2fsck-static)
     installed e2fsprogs || missing+=(e2fsprogs)
     command -v socat >/dev/null || missing+=(socat)
+    command -v qemu-img >/dev/null || missing+=(qemu-utils)
     ((${#missing[@]})) || return 0
     log "installing ${missing[*]}"
     as_root apt-get update -qq >&2
@@ -73,8 +74,8 @@ fi
 
 # Assets every test host sees read-only at /assets: the boxlite CLI (static), the guest root
 # filesystem (agent + busybox) as initramfs and ext4 image, a blank ext4 data image, Debian's
-# static e2fsck, and Debian's socat with its shared libraries (run through their loader). A piece
-# that cannot be built is left out; the cases that need it fail and say so.
+# static e2fsck, and Debian's socat and qemu-img with their shared libraries (run through their
+# loader). A piece that cannot be built is left out; the cases that need it fail and say so.
 assets="$target_dir/harness-assets"
 build_assets() {
     rm -rf "$assets" && mkdir -p "$assets/socat"
@@ -102,6 +103,19 @@ d=$(dirname "$0")
 exec "$d/ld-linux-x86-64.so.2" --library-path "$d" "$d/socat.bin" "$@"
 WRAP
     chmod +x "$assets/socat/socat"
+    # qemu-img the same way, for the qcow2 overlay cases.
+    mkdir -p "$assets/qemu-img"
+    for lib in $(ldd /usr/bin/qemu-img | awk '/=>/ { print $3 } /ld-linux/ { print $1 }'); do
+        cp -L "$lib" "$assets/qemu-img/"
+    done
+    cp /usr/bin/qemu-img "$assets/qemu-img/qemu-img.bin"
+    cat >"$assets/qemu-img/qemu-img" <<'WRAP'
+#!/bin/sh
+# Debian's qemu-img inside the test host, which has no shared libraries of its own.
+d=$(dirname "$0")
+exec "$d/ld-linux-x86-64.so.2" --library-path "$d" "$d/qemu-img.bin" "$@"
+WRAP
+    chmod +x "$assets/qemu-img/qemu-img"
 }
 build_assets || log "ERROR: building the harness assets failed (see above)"
 
