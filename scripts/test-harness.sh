@@ -74,8 +74,8 @@ fi
 
 # Assets every test host sees read-only at /assets: the boxlite CLI (static), the guest root
 # filesystem (agent + busybox) as initramfs and ext4 image, a blank ext4 data image, Debian's
-# static e2fsck, and Debian's socat and qemu-img with their shared libraries (run through their loader). A piece
-# that cannot be built is left out; the cases that need it fail and say so.
+# static e2fsck, and Debian's socat and qemu-img with their shared libraries (run through their
+# loader). A piece that cannot be built is left out; the cases that need it fail and say so.
 assets="$target_dir/harness-assets"
 build_assets() {
     rm -rf "$assets" && mkdir -p "$assets"

@@ -54,6 +54,7 @@ pub use guest_session::{
     DEFAULT_OUTPUT_LIMIT, DEFAULT_TIMEOUT,
 };
 pub use options::{BoxOptions, Disk, Root, DEFAULT_READY_TIMEOUT};
+pub use overlay::{base_format, create_overlay};
 pub use pidfile::{Identity, PidRecord};
 pub use ready::{ready_listener_path, wait_ready, ReadyListener};
 pub use runtime::{Runtime, RuntimeOptions, Timeouts};

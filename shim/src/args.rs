@@ -28,6 +28,8 @@ FLAGS:
     --vcpus N           number of vCPUs, 1..=32 [default: 1]
     --disk PATH         add a virtio-blk disk backed by a raw image (first = /dev/vda); repeatable
     --ro-disk PATH      the same, read-only (guest writes are refused)
+    --qcow2-disk PATH   add a virtio-blk disk backed by a qcow2 image, e.g. a copy-on-write
+                        overlay (its backing files are opened read-only); repeatable
     --vsock UDS         add a virtio-vsock device bridged to the Unix socket UDS (Firecracker's
                         protocol: host connects to UDS and sends 'CONNECT <port>'; guest
                         connections to host port P go to UDS_P)
@@ -100,6 +102,11 @@ fn parse_flags(args: &[String]) -> Result<ShimConfig, String> {
                 path: value()?.clone(),
                 read_only: true,
                 format: DiskFormat::Raw,
+            }),
+            "--qcow2-disk" => disks.push(DiskConfig {
+                path: value()?.clone(),
+                read_only: false,
+                format: DiskFormat::Qcow2,
             }),
             "--vsock" => vsock_uds = Some(value()?.clone()),
             "--vsock-cid" => guest_cid = number(flag, value()?)?,
@@ -205,6 +212,8 @@ mod tests {
             "/root.ext4",
             "--disk",
             "/data.raw",
+            "--qcow2-disk",
+            "/box.qcow2",
             "--vsock",
             "/run/v.sock",
             "--vsock-cid",
@@ -243,6 +252,11 @@ mod tests {
                     path: "/data.raw".into(),
                     read_only: false,
                     format: DiskFormat::Raw,
+                },
+                DiskConfig {
+                    path: "/box.qcow2".into(),
+                    read_only: false,
+                    format: DiskFormat::Qcow2,
                 }
             ]
         );

@@ -107,6 +107,7 @@ pub fn attach_configured(attacher: &mut VirtioAttacher<'_>, config: &VmConfig) -
     attacher.attach("rng", Arc::new(Mutex::new(Rng::new()?)))?;
     for (index, disk) in config.disks.iter().enumerate() {
         let options = BlockOptions {
+            format: disk.format,
             path: disk.path.clone().into(),
             read_only: disk.read_only,
             serial: format!("boxlite-disk{index}"),

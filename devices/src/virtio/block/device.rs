@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use boxlite_proto::DiskFormat;
 use log::{error, warn};
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
@@ -23,9 +24,6 @@ const QUEUE_SIZE: u16 = 256;
 /// Data segments per request: the chain minus its header and status descriptors (no indirect
 /// descriptors are offered, so a chain is at most the queue size).
 const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
-/// Size of the staging buffer between the image and guest memory: large requests are copied
-/// in pieces of this size, so a guest-chosen length never sizes an allocation.
-const IO_CHUNK: usize = 128 * 1024;
 /// Requests served per event-loop pass; the rest wait for the next pass, after the other
 /// subscribers (the exit monitor, other devices) have run. Kept well below the queue size
 /// because one request can be a megabyte of host I/O or an fdatasync.
@@ -34,9 +32,13 @@ pub(super) const PASS_BUDGET: usize = 16;
 /// How to build a [`Block`].
 #[derive(Clone, Debug)]
 pub struct BlockOptions {
-    /// The raw image file. Its size, rounded down to 512 bytes, is the disk's capacity.
+    /// The image file. Its virtual size (the file's size for a raw image), rounded down to
+    /// 512 bytes, is the disk's capacity.
     pub path: PathBuf,
-    /// Open the image read-only and offer VIRTIO_BLK_F_RO; guest writes then fail.
+    /// How the image is laid out. Taken as given: the image's bytes are never probed.
+    pub format: DiskFormat,
+    /// Open the image read-only and offer VIRTIO_BLK_F_RO; guest writes then fail. A qcow2
+    /// image's backing files are always opened read-only.
     pub read_only: bool,
     /// The serial the guest reads with VIRTIO_BLK_T_GET_ID (Linux shows it in
     /// /sys/block/vdX/serial and /dev/disk/by-id); at most 20 bytes.
@@ -50,7 +52,7 @@ struct Active {
     queue: Queue,
 }
 
-/// A virtio block device over a raw image. Share it as `Arc<Mutex<Block>>`: it is both the
+/// A virtio block device over a raw or qcow2 image. Share it as `Arc<Mutex<Block>>`: it is both the
 /// transport's [`VirtioDevice`] and an `event_manager::MutEventSubscriber` that serves the
 /// request queue.
 pub struct Block {
@@ -61,7 +63,6 @@ pub struct Block {
     acked_features: u64,
     active: Option<Active>,
     pub(super) events: QueueEvents,
-    buffer: Vec<u8>,
 }
 
 impl Block {
@@ -76,7 +77,7 @@ impl Block {
         }
         let mut id = [0u8; ID_LEN];
         id[..serial.len()].copy_from_slice(serial);
-        let disk = Disk::open(&options.path, options.read_only)?;
+        let disk = Disk::open(&options.path, options.format, options.read_only)?;
         let mut avail_features = VIRTIO_F_VERSION_1
             | 1 << VIRTIO_BLK_F_FLUSH
             | 1 << VIRTIO_BLK_F_SEG_MAX
@@ -92,7 +93,6 @@ impl Block {
             acked_features: 0,
             active: None,
             events: QueueEvents::new()?,
-            buffer: vec![0; IO_CHUNK],
         })
     }
 
@@ -112,14 +112,14 @@ impl Block {
         let Some(active) = self.active.as_mut() else {
             return;
         };
-        let (disk, id, buffer) = (&self.disk, &self.id, &mut self.buffer);
+        let (disk, id) = (&self.disk, &self.id);
         let mem = &active.mem;
         let pass = drain_queue(
             &mut active.queue,
             mem,
             &active.interrupt,
             PASS_BUDGET,
-            |chain| handle_chain(mem, chain, disk, id, buffer),
+            |chain| handle_chain(mem, chain, disk, id),
         );
         if pass.more {
             self.events.rearm(0);

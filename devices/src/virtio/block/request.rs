@@ -12,7 +12,6 @@
 //! bounds-checked guest memory.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 
 use log::{error, warn};
 use virtio_bindings::virtio_blk::{
@@ -21,9 +20,9 @@ use virtio_bindings::virtio_blk::{
 };
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Reader, Writer};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
 
-use super::disk::Disk;
+use super::disk::{Disk, GuestSlice};
 use crate::virtio::drain::Chain;
 
 /// type, reserved, sector.
@@ -69,13 +68,12 @@ struct Header {
 }
 
 /// Serves the request in `chain`; returns the used length (bytes written to the guest,
-/// status byte included). `buffer` stages data between the image and guest memory.
+/// status byte included). Data moves between the image and guest memory directly.
 pub(super) fn handle_chain<'m>(
     mem: &'m GuestMemoryMmap,
     chain: Chain<'m>,
     disk: &Disk,
     id: &[u8; ID_LEN],
-    buffer: &mut [u8],
 ) -> u32 {
     let head = chain.head_index();
     let descriptors: Vec<Descriptor> = chain.clone().collect();
@@ -83,7 +81,7 @@ pub(super) fn handle_chain<'m>(
         warn!("virtio-blk: request {head} has no device-writable status byte at its end; returned unanswered");
         return 0;
     };
-    let (status, data_written) = match serve(mem, &chain, &descriptors, disk, id, buffer) {
+    let (status, data_written) = match serve(mem, &chain, &descriptors, disk, id) {
         Ok(written) => (VIRTIO_BLK_S_OK, written),
         Err((failure, written)) => (failure.status(head), written),
     };
@@ -116,18 +114,30 @@ fn serve<'m>(
     descriptors: &[Descriptor],
     disk: &Disk,
     id: &[u8; ID_LEN],
-    buffer: &mut [u8],
 ) -> Result<usize, (Failure, usize)> {
-    let (header, mut reader, mut writer) = parse(mem, chain, descriptors).map_err(|f| (f, 0))?;
+    let (header, reader, mut writer) = parse(mem, chain, descriptors).map_err(|f| (f, 0))?;
     let result = match header.request_type {
-        VIRTIO_BLK_T_IN => read(disk, header.sector, &mut writer, buffer),
-        VIRTIO_BLK_T_OUT => write(disk, header.sector, &mut reader, buffer),
-        VIRTIO_BLK_T_FLUSH => flush(disk),
-        VIRTIO_BLK_T_GET_ID => get_id(id, &mut writer),
+        VIRTIO_BLK_T_IN => read(
+            mem,
+            descriptors,
+            disk,
+            header.sector,
+            writer.available_bytes(),
+        ),
+        VIRTIO_BLK_T_OUT => write(
+            mem,
+            descriptors,
+            disk,
+            header.sector,
+            reader.available_bytes(),
+        )
+        .map(|()| 0),
+        VIRTIO_BLK_T_FLUSH => flush(disk).map(|()| 0),
+        VIRTIO_BLK_T_GET_ID => get_id(id, &mut writer).map(|()| writer.bytes_written()),
         other => Err(Failure::Unsupported(other)),
     };
-    let written = writer.bytes_written();
-    result.map(|()| written).map_err(|f| (f, written))
+    // On failure the guest learns of no data written: the used length is a lower bound.
+    result.map_err(|f| (f, 0))
 }
 
 /// Splits the chain into header, OUT data and IN data (the writable part minus the status).
@@ -188,59 +198,96 @@ fn range(disk: &Disk, sector: u64, len: usize) -> Result<u64, Failure> {
     })
 }
 
-/// VIRTIO_BLK_T_IN: image → guest, filling the whole IN data area.
+/// The guest memory of `len` data bytes: those of the descriptors with direction `writable`,
+/// after the first `skip` of them (the header of an OUT request).
+fn data_slices<'m>(
+    mem: &'m GuestMemoryMmap,
+    descriptors: &[Descriptor],
+    writable: bool,
+    mut skip: usize,
+    len: usize,
+) -> Result<Vec<GuestSlice<'m>>, Failure> {
+    let mut slices = Vec::new();
+    let mut left = len;
+    for desc in descriptors.iter().filter(|d| d.is_write_only() == writable) {
+        if left == 0 {
+            break;
+        }
+        // A u32 always fits a usize on the 64-bit hosts boxlite runs on.
+        let desc_len = usize::try_from(desc.len()).unwrap_or(usize::MAX);
+        let here = desc_len.min(skip);
+        skip -= here;
+        let take = (desc_len - here).min(left);
+        if take == 0 {
+            continue;
+        }
+        let start = desc
+            .addr()
+            .checked_add(here as u64)
+            .ok_or_else(|| Failure::Invalid("a data buffer wraps the address space".into()))?;
+        let access = if writable {
+            Permissions::Write
+        } else {
+            Permissions::Read
+        };
+        let buffer_error = |e| Failure::Invalid(format!("data buffer: {e}"));
+        for slice in mem.get_slices(start, take, access).map_err(buffer_error)? {
+            slices.push(slice.map_err(buffer_error)?);
+        }
+        left -= take;
+    }
+    if left != 0 {
+        return Err(Failure::Invalid(format!(
+            "the data buffers hold {} of {len} bytes",
+            len - left
+        )));
+    }
+    Ok(slices)
+}
+
+/// VIRTIO_BLK_T_IN: image → guest, filling the whole IN data area; returns its length.
 fn read(
+    mem: &GuestMemoryMmap,
+    descriptors: &[Descriptor],
     disk: &Disk,
     sector: u64,
-    writer: &mut Writer<'_>,
-    buffer: &mut [u8],
-) -> Result<(), Failure> {
-    let mut offset = range(disk, sector, writer.available_bytes())?;
-    while writer.available_bytes() > 0 {
-        let len = writer.available_bytes().min(buffer.len());
-        let chunk = &mut buffer[..len];
-        disk.file
-            .read_exact_at(chunk, offset)
-            .map_err(|e| Failure::Host(format!("reading the image at byte {offset}: {e}")))?;
-        writer
-            .write_all(chunk)
-            .map_err(|e| Failure::Invalid(format!("writing guest memory: {e}")))?;
-        offset += chunk.len() as u64;
-    }
-    Ok(())
+    len: usize,
+) -> Result<usize, Failure> {
+    let offset = range(disk, sector, len)?;
+    let slices = data_slices(mem, descriptors, true, 0, len)?;
+    disk.read(&slices, offset).map_err(|e| {
+        Failure::Host(format!(
+            "reading {len} bytes of the image at byte {offset}: {e}"
+        ))
+    })?;
+    Ok(len)
 }
 
 /// VIRTIO_BLK_T_OUT: guest → image, the whole OUT data area.
 fn write(
+    mem: &GuestMemoryMmap,
+    descriptors: &[Descriptor],
     disk: &Disk,
     sector: u64,
-    reader: &mut Reader<'_>,
-    buffer: &mut [u8],
+    len: usize,
 ) -> Result<(), Failure> {
     if disk.read_only {
         // Spec 5.2.6.2: IOERR, and nothing written, when VIRTIO_BLK_F_RO is offered.
         return Err(Failure::Invalid("write to a read-only disk".into()));
     }
-    let mut offset = range(disk, sector, reader.available_bytes())?;
-    while reader.available_bytes() > 0 {
-        let len = reader.available_bytes().min(buffer.len());
-        let chunk = &mut buffer[..len];
-        reader
-            .read_exact(chunk)
-            .map_err(|e| Failure::Invalid(format!("reading guest memory: {e}")))?;
-        disk.file
-            .write_all_at(chunk, offset)
-            .map_err(|e| Failure::Host(format!("writing the image at byte {offset}: {e}")))?;
-        offset += chunk.len() as u64;
-    }
-    Ok(())
+    let offset = range(disk, sector, len)?;
+    let slices = data_slices(mem, descriptors, false, HEADER_LEN, len)?;
+    disk.write(&slices, offset).map_err(|e| {
+        Failure::Host(format!(
+            "writing {len} bytes of the image at byte {offset}: {e}"
+        ))
+    })
 }
 
 /// VIRTIO_BLK_T_FLUSH: make completed writes durable.
 fn flush(disk: &Disk) -> Result<(), Failure> {
-    disk.file
-        .sync_data()
-        .map_err(|e| Failure::Host(format!("fdatasync of the image: {e}")))
+    disk.flush()
+        .map_err(|e| Failure::Host(format!("flushing the image: {e}")))
 }
 
 /// VIRTIO_BLK_T_GET_ID: the serial, NUL-padded, truncated to the buffer given.

@@ -4,6 +4,7 @@
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
+use boxlite_proto::DiskFormat;
 use event_manager::{EventManager, SubscriberOps};
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
@@ -45,6 +46,7 @@ impl Fixture {
         image.as_file().write_all_at(&bytes, 0).unwrap();
         let block = Block::new(&BlockOptions {
             path: image.as_path().to_path_buf(),
+            format: DiskFormat::Raw,
             read_only,
             serial: "boxlite-disk-0".into(),
         })
@@ -184,15 +186,16 @@ fn any_layout_header_data_and_status_may_share_descriptors() {
 }
 
 #[test]
-fn large_requests_are_copied_in_chunks() {
+fn large_requests_are_served_whole() {
     let mut f = Fixture::new(false);
-    // A 256 KiB read: twice the staging buffer.
+    // A 256 KiB read.
     let image = TempFile::new().unwrap();
     let len = 256 * 1024u64;
     let bytes: Vec<u8> = (0..len).map(pattern).collect();
     image.as_file().write_all_at(&bytes, 0).unwrap();
     f.block = Block::new(&BlockOptions {
         path: image.as_path().to_path_buf(),
+        format: DiskFormat::Raw,
         read_only: false,
         serial: String::new(),
     })
@@ -546,6 +549,7 @@ fn device_identity_config_and_reset() {
 fn construction_errors_are_explained() {
     let too_long = Block::new(&BlockOptions {
         path: "/dev/null".into(),
+        format: DiskFormat::Raw,
         read_only: true,
         serial: "x".repeat(21),
     });
@@ -556,6 +560,7 @@ fn construction_errors_are_explained() {
         .contains("at most 20 bytes"));
     let missing = Block::new(&BlockOptions {
         path: "/nonexistent/disk.img".into(),
+        format: DiskFormat::Raw,
         read_only: false,
         serial: String::new(),
     });
