@@ -365,7 +365,14 @@ impl Runtime {
         if !rebooted {
             match pidfile::read(&pid_file) {
                 None if entry.state == BoxState::Starting => return Ok(entry),
-                Some(record) if pidfile::identity(record) != Identity::Absent => return Ok(entry),
+                Some(record) if pidfile::identity(record) != Identity::Absent => {
+                    // A live shim beside an exit file: the file is an earlier shim's.
+                    let exit = dir.file(boxlite_proto::EXIT_FILE_NAME);
+                    if read_exit(&exit).is_some_and(|e| e.pid != record.pid) {
+                        crate::crash::retire_exit_file(&dir);
+                    }
+                    return Ok(entry);
+                }
                 _ => {}
             }
         }
@@ -520,4 +527,73 @@ fn default_home() -> Result<PathBuf> {
         .ok_or_else(|| {
             Error::InvalidOptions("no home folder: set BOXLITE_HOME or HOME".to_string())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BoxState::*;
+
+    #[test]
+    fn only_the_documented_transitions_are_allowed() {
+        let all = [Configured, Starting, Running, Stopping, Stopped, Failed];
+        let allowed_pairs = [
+            (Configured, Starting),
+            (Stopped, Starting),
+            (Failed, Starting),
+            (Starting, Running),
+            (Starting, Stopping),
+            (Starting, Stopped),
+            (Starting, Failed),
+            (Running, Stopping),
+            (Running, Stopped),
+            (Running, Failed),
+            (Stopping, Stopped),
+            (Stopping, Failed),
+        ];
+        for from in all {
+            for to in all {
+                assert_eq!(
+                    allowed(from, to),
+                    allowed_pairs.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lookup_prefers_names_then_ids_then_unique_prefixes() {
+        let mut index = Index::new();
+        for (id, name) in [
+            ("abc123", Some("abc")),
+            ("abd456", None),
+            ("ffee00", Some("web")),
+        ] {
+            apply(
+                &mut index,
+                JournalRecord::Created {
+                    id: id.into(),
+                    name: name.map(Into::into),
+                    created_unix_ms: 0,
+                },
+            );
+        }
+        // "abc" is a name and also a prefix of another id: the name wins.
+        assert_eq!(lookup(&index, "abc").unwrap(), "abc123");
+        assert_eq!(lookup(&index, "web").unwrap(), "ffee00");
+        assert_eq!(lookup(&index, "abd").unwrap(), "abd456");
+        match lookup(&index, "ab") {
+            Err(Error::Ambiguous { matches, .. }) => assert_eq!(matches, ["abc123", "abd456"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(lookup(&index, "zz"), Err(Error::NotFound { .. })));
+        apply(
+            &mut index,
+            JournalRecord::Removed {
+                id: "abd456".into(),
+            },
+        );
+        assert_eq!(lookup(&index, "ab").unwrap(), "abc123");
+    }
 }
