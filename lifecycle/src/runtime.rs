@@ -136,6 +136,18 @@ fn apply(index: &mut Index, record: JournalRecord) {
     }
 }
 
+/// Applies what another process appended (or, after a compaction, the whole new file).
+fn catch_up(index: &mut Index, news: CatchUp) {
+    let records = match news {
+        CatchUp::Tail(records) => records,
+        CatchUp::Reset(records) => {
+            index.clear();
+            records
+        }
+    };
+    records.into_iter().for_each(|r| apply(index, r));
+}
+
 /// A state change record stamped with this boot.
 pub(crate) fn state_record(
     id: &str,
@@ -246,13 +258,7 @@ impl Runtime {
         let mut journal = lock(&self.inner.journal);
         let mut locked = journal.lock()?;
         let mut index = lock(&self.inner.index);
-        match locked.catch_up()? {
-            CatchUp::Tail(records) => records.into_iter().for_each(|r| apply(&mut index, r)),
-            CatchUp::Reset(records) => {
-                index.clear();
-                records.into_iter().for_each(|r| apply(&mut index, r));
-            }
-        }
+        catch_up(&mut index, locked.catch_up()?);
         let (records, out) = f(&index)?;
         if !records.is_empty() {
             locked.append(&records)?;
@@ -417,13 +423,7 @@ impl Runtime {
         let mut locked = journal.lock()?;
         let mut index = lock(&self.inner.index);
         // Catch up first: compaction must include what others appended.
-        match locked.catch_up()? {
-            CatchUp::Tail(records) => records.into_iter().for_each(|r| apply(&mut index, r)),
-            CatchUp::Reset(records) => {
-                index.clear();
-                records.into_iter().for_each(|r| apply(&mut index, r));
-            }
-        }
+        catch_up(&mut index, locked.catch_up()?);
         if locked.len() <= 64 + 4 * index.len() {
             return Ok(());
         }
