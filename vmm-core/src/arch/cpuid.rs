@@ -9,6 +9,8 @@ use kvm_bindings::{kvm_cpuid_entry2, CpuId};
 
 /// Leaf 1 ECX bit 31: "running under a hypervisor".
 const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 ECX bit 24: the local APIC timer has TSC-deadline mode.
+const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 /// Leaf 1 EDX bit 28: HTT, "more than one logical processor per package" fields are valid.
 const LEAF1_EDX_HTT: u32 = 1 << 28;
 /// CLFLUSH line size in 8-byte units, reported in leaf 1 EBX[15:8].
@@ -20,6 +22,18 @@ const LEVEL_TYPE_CORE: u32 = 2;
 /// Bits needed to number `count` cores (the APIC-id shift of the core level).
 fn core_id_bits(count: u8) -> u32 {
     u32::from(count.max(1)).next_power_of_two().trailing_zeros()
+}
+
+/// Advertises the TSC-deadline timer in leaf 1, which KVM emulates (it says so through
+/// `KVM_CAP_TSC_DEADLINE_TIMER`) but leaves out of `KVM_GET_SUPPORTED_CPUID`. Without it a Linux
+/// guest calibrates its APIC timer against the PIT and runs the IO-APIC timer check: hundreds
+/// of milliseconds of every boot.
+pub fn advertise_tsc_deadline(cpuid: &mut CpuId) {
+    for entry in cpuid.as_mut_slice() {
+        if entry.function == 0x1 {
+            entry.ecx |= LEAF1_ECX_TSC_DEADLINE;
+        }
+    }
 }
 
 /// Rewrites `cpuid` for vCPU `index` of a `count`-vCPU VM.
@@ -107,6 +121,16 @@ mod tests {
             function,
             index,
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tsc_deadline_is_advertised_in_leaf_1_only() {
+        let mut cpuid = CpuId::from_entries(&[entry(0, 0), entry(1, 0), entry(7, 0)]).unwrap();
+        advertise_tsc_deadline(&mut cpuid);
+        for e in cpuid.as_slice() {
+            let set = e.ecx & LEAF1_ECX_TSC_DEADLINE != 0;
+            assert_eq!(set, e.function == 1, "leaf {:#x}", e.function);
         }
     }
 

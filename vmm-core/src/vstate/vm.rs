@@ -65,9 +65,14 @@ impl Vm {
 
     /// CPUID leaves KVM can virtualise on this host; the base for each vCPU's CPUID.
     pub fn supported_cpuid(&self) -> Result<CpuId> {
-        self.kvm
+        let mut cpuid = self
+            .kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))
+            .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        if self.kvm.check_extension(Cap::TscDeadlineTimer) {
+            crate::arch::cpuid::advertise_tsc_deadline(&mut cpuid);
+        }
+        Ok(cpuid)
     }
 
     /// Size of each vCPU's shared `kvm_run` area.
