@@ -132,3 +132,11 @@ expect_file_eq() {
     cmp -s /tmp/expected.$$ "$2" || fail "${3:-$2}: expected '$1', got '$(cat "$2")'"
     rm -f /tmp/expected.$$
 }
+
+# in_host_root CMD ARGS...: runs an outer-machine program (glibc, with its own libraries) in
+# the test host: chroot into the outer root shared read-only at $HOST_ROOT, where /dev, /proc,
+# /sys and /tmp are the test host's. Paths are the outer machine's; write results under /tmp.
+in_host_root() {
+    [ -n "${HOST_ROOT:-}" ] || fail "the outer root is not shared into this test host (9p tag hostroot)"
+    chroot "$HOST_ROOT" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp "$@"
+}

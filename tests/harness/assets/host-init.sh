@@ -34,6 +34,14 @@ if mount -t 9p -o trans=virtio,version=9p2000.L,msize=131072,ro assets /assets 2
     export ASSETS=/assets
 fi
 
+# The outer machine's root, read-only, with this test host's /dev (kvm), /proc, /sys and /tmp
+# over it: `in_host_root CMD` runs an outer (glibc) program here unchanged.
+mkdir -p /hostroot
+if mount -t 9p -o trans=virtio,version=9p2000.L,msize=131072,ro hostroot /hostroot 2>/dev/null; then
+    for d in dev proc sys tmp; do mount -o bind "/$d" "/hostroot/$d"; done
+    export HOST_ROOT=/hostroot
+fi
+
 export SHIM=/opt/boxlite/boxlite-shim
 export GUEST_KERNEL=/opt/boxlite/vmlinux
 export GUEST_BZIMAGE=/opt/boxlite/bzImage

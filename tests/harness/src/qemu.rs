@@ -109,6 +109,12 @@ pub fn qemu_args(cfg: &QemuConfig, share_dir: &Path) -> Vec<OsString> {
         args.push("-device".into());
         args.push("virtio-9p-device,fsdev=fs1,mount_tag=assets".into());
     }
+    // The outer machine's root, read-only (tag `hostroot`): programs built here for glibc (C
+    // tests, Go, Node) run unchanged in the test host through `chroot /hostroot`.
+    args.push("-fsdev".into());
+    args.push("local,id=fs2,path=/,security_model=none,readonly=on".into());
+    args.push("-device".into());
+    args.push("virtio-9p-device,fsdev=fs2,mount_tag=hostroot".into());
     args
 }
 
@@ -257,5 +263,6 @@ mod tests {
             .collect();
         assert!(args.contains(&"local,id=fs1,path=/a,security_model=none,readonly=on".to_owned()));
         assert!(args.contains(&"virtio-9p-device,fsdev=fs1,mount_tag=assets".to_owned()));
+        assert!(args.contains(&"virtio-9p-device,fsdev=fs2,mount_tag=hostroot".to_owned()));
     }
 }
