@@ -83,6 +83,32 @@ pub(crate) struct Exec {
 }
 
 impl Exec {
+    /// Takes over a running command: its reader thread and its eventfd.
+    pub(crate) fn start(running: ExecHandle) -> Result<Arc<Exec>> {
+        // SAFETY: eventfd has no memory preconditions; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(Error::Internal(format!(
+                "eventfd: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let event = unsafe { OwnedFd::from_raw_fd(fd) };
+        let exec = Arc::new(Exec {
+            control: running.control(),
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            event,
+        });
+        let pump = Arc::clone(&exec);
+        std::thread::Builder::new()
+            .name("boxlite-exec".to_string())
+            .spawn(move || pump.pump(running))
+            .map_err(|e| Error::Internal(format!("cannot spawn the exec reader: {e}")))?;
+        Ok(exec)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -258,28 +284,8 @@ pub unsafe extern "C" fn boxlite_box_exec(
             return Err(Error::InvalidArgument("out is NULL".to_string()));
         }
         let (handle, rt) = box_handle(b)?;
-        // SAFETY: eventfd has no memory preconditions; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(Error::Internal(format!(
-                "eventfd: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        let event = unsafe { OwnedFd::from_raw_fd(fd) };
-        let running = handle.exec(request)?;
-        let exec = Arc::new(Exec {
-            control: running.control(),
-            state: Mutex::new(State::default()),
-            changed: Condvar::new(),
-            event,
-        });
-        let pump = Arc::clone(&exec);
-        std::thread::Builder::new()
-            .name("boxlite-exec".to_string())
-            .spawn(move || pump.pump(running))
-            .map_err(|e| Error::Internal(format!("cannot spawn the exec reader: {e}")))?;
+        crate::abi::check_box_assets(rt, &handle)?;
+        let exec = Exec::start(handle.exec(request)?)?;
         // SAFETY: the ABI contract (lib.rs): NULL or valid pointers.
         unsafe { put(out, "out", registry::insert(Kind::Exec, rt, exec)) }
     };
@@ -501,5 +507,122 @@ mod tests {
             request(std::ptr::null()),
             Err(Error::InvalidArgument(_))
         ));
+    }
+
+    /// A fake agent on a Unix socket: sends `events` on the first connection, then holds it
+    /// open until the host closes it.
+    fn fake_agent(
+        name: &str,
+        events: Vec<boxlite_proto::agent::Event>,
+    ) -> (std::path::PathBuf, std::thread::JoinHandle<()>) {
+        use std::io::{Read, Write};
+        let dir = std::env::temp_dir().join(format!("bl-ffi-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let agent = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            for event in events {
+                let frame = boxlite_proto::encode_frame(&event).unwrap();
+                conn.write_all(&frame).unwrap();
+            }
+            let mut sink = Vec::new();
+            let _ = conn.read_to_end(&mut sink);
+            let _ = std::fs::remove_dir_all(dir);
+        });
+        (path, agent)
+    }
+
+    fn start(path: &std::path::Path) -> boxlite_exec {
+        let session = boxlite_lifecycle::GuestSession::unix(path);
+        let running = session.exec(ExecRequest::new(["x"])).unwrap();
+        registry::insert(Kind::Exec, 0, Exec::start(running).unwrap())
+    }
+
+    fn readable(fd: i32, timeout_ms: i32) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, timeout_ms) == 1 }
+    }
+
+    #[test]
+    fn output_and_exit_come_through_the_fd_read_and_wait() {
+        use boxlite_proto::agent::Event;
+        use boxlite_status::*;
+        let (path, agent) = fake_agent(
+            "exec",
+            vec![
+                Event::Started { pid: 7 },
+                Event::Stdout(b"hello\n".to_vec()),
+                Event::Stderr(b"oops".to_vec()),
+                Event::Exited {
+                    code: 3,
+                    timed_out: false,
+                },
+            ],
+        );
+        let id = start(&path);
+        let null = std::ptr::null_mut();
+        let mut fd = -1;
+        // SAFETY (here and below): valid out pointers and buffers.
+        assert_eq!(unsafe { boxlite_exec_fd(id, &mut fd, null) }, BOXLITE_OK);
+        assert!(readable(fd, 5000));
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        loop {
+            let mut buf = [0u8; 3];
+            let (mut stream, mut n) = (boxlite_stream::BOXLITE_STREAM_NONE, 0);
+            let status = unsafe {
+                boxlite_exec_read(id, &mut stream, buf.as_mut_ptr(), 3, 5000, &mut n, null)
+            };
+            assert_eq!(status, BOXLITE_OK);
+            match stream {
+                boxlite_stream::BOXLITE_STREAM_STDOUT => stdout.extend(&buf[..n]),
+                boxlite_stream::BOXLITE_STREAM_STDERR => stderr.extend(&buf[..n]),
+                boxlite_stream::BOXLITE_STREAM_NONE => break,
+            }
+        }
+        assert_eq!(
+            (stdout.as_slice(), stderr.as_slice()),
+            (&b"hello\n"[..], &b"oops"[..])
+        );
+        let (mut code, mut signal) = (0, -1);
+        let status = unsafe { boxlite_exec_wait(id, 5000, &mut code, &mut signal, null) };
+        assert_eq!((status, code, signal), (BOXLITE_OK, 3, 0));
+        assert!(readable(fd, 0), "the end stays pending");
+        assert_eq!(unsafe { boxlite_exec_free(id, null) }, BOXLITE_OK);
+        assert_eq!(
+            unsafe { boxlite_exec_wait(id, 0, std::ptr::null_mut(), std::ptr::null_mut(), null) },
+            BOXLITE_INVALID_HANDLE
+        );
+        agent.join().unwrap();
+    }
+
+    #[test]
+    fn a_quiet_command_times_out_and_leaves_the_fd_unreadable() {
+        use boxlite_proto::agent::Event;
+        use boxlite_status::*;
+        let (path, agent) = fake_agent("quiet", vec![Event::Started { pid: 8 }]);
+        let id = start(&path);
+        let null = std::ptr::null_mut();
+        let mut fd = -1;
+        // SAFETY (here and below): valid out pointers and buffers.
+        assert_eq!(unsafe { boxlite_exec_fd(id, &mut fd, null) }, BOXLITE_OK);
+        assert!(!readable(fd, 0));
+        let mut buf = [0u8; 16];
+        let (mut stream, mut n) = (boxlite_stream::BOXLITE_STREAM_NONE, 0);
+        let status =
+            unsafe { boxlite_exec_read(id, &mut stream, buf.as_mut_ptr(), 16, 0, &mut n, null) };
+        assert_eq!(status, BOXLITE_TIMEOUT);
+        let status =
+            unsafe { boxlite_exec_wait(id, 20, std::ptr::null_mut(), std::ptr::null_mut(), null) };
+        assert_eq!(status, BOXLITE_TIMEOUT);
+        // Freeing shuts the connection: the agent sees it end.
+        assert_eq!(unsafe { boxlite_exec_free(id, null) }, BOXLITE_OK);
+        agent.join().unwrap();
     }
 }
