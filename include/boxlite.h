@@ -214,7 +214,8 @@ boxlite_status boxlite_runtime_open(const char *home, boxlite_runtime *out, boxl
 
 // Like `boxlite_runtime_open`, with explicit paths for the runtime's assets: the
 // `boxlite-shim` binary, the guest kernel and the default initramfs (each NULL: searched in
-// `$BOXLITE_RUNTIME_DIR`, `<prefix>/lib/boxlite`, then the build caches).
+// `$BOXLITE_RUNTIME_DIR`, `boxlite/` next to this library, `<prefix>/lib/boxlite`, then the
+// build caches).
 boxlite_status boxlite_runtime_open_with_assets(const char *home,
                                                 const char *shim,
                                                 const char *kernel,

@@ -315,6 +315,31 @@ unsafe fn free_bytes(data: *mut u8, len: usize) {
     }
 }
 
+/// The folder this library was loaded from (the program's, when linked statically).
+fn library_dir() -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: Dl_info is plain pointers and integers; all zeroes is a valid value.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let here = boxlite_version as *const std::ffi::c_void;
+    // SAFETY: dladdr only reads the address and fills `info`.
+    if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated path owned by the dynamic loader.
+    let file = unsafe { CStr::from_ptr(info.dli_fname) };
+    let file = PathBuf::from(std::ffi::OsStr::from_bytes(file.to_bytes()));
+    Some(file.parent()?.to_path_buf())
+}
+
+/// Asset `file` as `scripts/install.sh` lays it out next to this library
+/// (`<libdir>/boxlite/<file>`), unless `$BOXLITE_RUNTIME_DIR` names the folder to use.
+fn installed(file: &str) -> Option<PathBuf> {
+    if std::env::var_os("BOXLITE_RUNTIME_DIR").is_some() {
+        return None;
+    }
+    Some(library_dir()?.join("boxlite").join(file)).filter(|p| p.is_file())
+}
+
 // ---- version and errors ----
 
 /// The library's version, e.g. "0.1.0" (static; do not free).
@@ -404,7 +429,8 @@ pub unsafe extern "C" fn boxlite_runtime_open(
 
 /// Like `boxlite_runtime_open`, with explicit paths for the runtime's assets: the
 /// `boxlite-shim` binary, the guest kernel and the default initramfs (each NULL: searched in
-/// `$BOXLITE_RUNTIME_DIR`, `<prefix>/lib/boxlite`, then the build caches).
+/// `$BOXLITE_RUNTIME_DIR`, `boxlite/` next to this library, `<prefix>/lib/boxlite`, then the
+/// build caches).
 #[no_mangle]
 pub unsafe extern "C" fn boxlite_runtime_open_with_assets(
     home: *const c_char,
@@ -421,9 +447,9 @@ pub unsafe extern "C" fn boxlite_runtime_open_with_assets(
             return Err(Error::InvalidArgument("out is NULL".to_string()));
         }
         let assets = Assets {
-            shim: path(shim, "shim")?,
-            kernel: path(kernel, "kernel")?,
-            initrd: path(initrd, "initrd")?,
+            shim: path(shim, "shim")?.or_else(|| installed("boxlite-shim")),
+            kernel: path(kernel, "kernel")?.or_else(|| installed("vmlinux")),
+            initrd: path(initrd, "initrd")?.or_else(|| installed("initramfs.cpio")),
         };
         let options = RuntimeOptions {
             home: path(home, "home")?,
