@@ -104,7 +104,20 @@ impl Exec {
         let pump = Arc::clone(&exec);
         std::thread::Builder::new()
             .name("boxlite-exec".to_string())
-            .spawn(move || pump.pump(running))
+            .spawn(move || {
+                let exec = Arc::clone(&pump);
+                let pumped =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pump.pump(running)));
+                if pumped.is_err() {
+                    // A bug in the reader: waiters get an error rather than wait forever.
+                    let mut state = exec.lock();
+                    state.end = Some(Err((
+                        boxlite_status::BOXLITE_INTERNAL,
+                        "the execution's reader thread panicked".to_string(),
+                    )));
+                    exec.flag(&mut state);
+                }
+            })
             .map_err(|e| Error::Internal(format!("cannot spawn the exec reader: {e}")))?;
         Ok(exec)
     }
