@@ -366,7 +366,7 @@ void boxlite_run_result_free(boxlite_run_result *result);
 // Runs a command in box `b`, starting the box first when it is not running (then this blocks
 // for the boot, up to its ready timeout; else for the agent's answer, up to 5 s). Free the
 // handle with `boxlite_exec_free`.
-boxlite_status boxlite_box_exec(uint64_t b,
+boxlite_status boxlite_box_exec(boxlite_box b,
                                 const boxlite_exec_options *options,
                                 boxlite_exec *out,
                                 boxlite_error **err);

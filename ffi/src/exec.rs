@@ -286,7 +286,7 @@ fn request(options: *const boxlite_exec_options) -> Result<ExecRequest> {
 /// handle with `boxlite_exec_free`.
 #[no_mangle]
 pub unsafe extern "C" fn boxlite_box_exec(
-    b: u64,
+    b: crate::abi::boxlite_box,
     options: *const boxlite_exec_options,
     out: *mut boxlite_exec,
     err: *mut *mut boxlite_error,
