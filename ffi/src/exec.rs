@@ -638,4 +638,33 @@ mod tests {
         assert_eq!(unsafe { boxlite_exec_free(id, null) }, BOXLITE_OK);
         agent.join().unwrap();
     }
+
+    #[test]
+    fn closing_the_runtime_ends_its_executions() {
+        use boxlite_proto::agent::Event;
+        use boxlite_status::*;
+        let (path, agent) = fake_agent("close", vec![Event::Started { pid: 9 }]);
+        let home = std::env::temp_dir().join(format!("bl-ffi-home-{}", std::process::id()));
+        let home_c = std::ffi::CString::new(home.to_str().unwrap()).unwrap();
+        let null = std::ptr::null_mut();
+        let mut rt = 0;
+        // SAFETY (here and below): valid strings and out pointers.
+        let status = unsafe { crate::abi::boxlite_runtime_open(home_c.as_ptr(), &mut rt, null) };
+        assert_eq!(status, BOXLITE_OK);
+        let session = boxlite_lifecycle::GuestSession::unix(&path);
+        let running = session.exec(ExecRequest::new(["x"])).unwrap();
+        let id = registry::insert(Kind::Exec, rt, Exec::start(running).unwrap());
+        assert_eq!(
+            unsafe { crate::abi::boxlite_runtime_close(rt, null) },
+            BOXLITE_OK
+        );
+        let mut fd = -1;
+        assert_eq!(
+            unsafe { boxlite_exec_fd(id, &mut fd, null) },
+            BOXLITE_INVALID_HANDLE
+        );
+        // The connection was shut down: the agent's read ends.
+        agent.join().unwrap();
+        let _ = std::fs::remove_dir_all(home);
+    }
 }
