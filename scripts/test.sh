@@ -61,7 +61,16 @@ run_host() {
     read -r p f s < <(cargo_counts "$log")
     # A build failure prints no result line: count it as a failure, never as a pass.
     if ((rc != 0 && f == 0)); then f=1; echo "tier host: cargo test failed before running tests (exit $rc)"; fi
-    record host "$p" "$f" "$s"
+    # The C ABI: header and symbol list up to date, then the host-only C tests under valgrind
+    # (their last line is "N passed, M failed").
+    local clog=$log_dir/host-c.log cp=0 cf=0
+    if scripts/check-abi.sh > "$clog" 2>&1; then cp=$((cp + 1)); else cf=$((cf + 1)); cat "$clog"; fi
+    ffi/tests/run-c-tests.sh 2>&1 | tee -a "$clog"
+    rc=${PIPESTATUS[0]}
+    read -r np nf < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ {p = $1; f = $3} END {printf "%d %d\n", p, f}' "$clog")
+    cp=$((cp + np)); cf=$((cf + nf))
+    if ((rc != 0 && nf == 0)); then cf=$((cf + 1)); echo "tier host: the C tests failed (exit $rc)"; fi
+    record host "$((p + cp))" "$((f + cf))" "$s"
 }
 
 kvm_usable() {
