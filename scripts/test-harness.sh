@@ -93,6 +93,25 @@ build_assets() {
     cp /sbin/e2fsck.static "$assets/e2fsck"
     bundle /usr/bin/socat socat
     bundle /usr/bin/qemu-img qemu-img
+    build_c_assets || log "ERROR: building the C ABI assets failed; the C case will fail"
+}
+
+# The C ABI in the test host, where it runs from the outer root (in_host_root): libboxlite
+# installed under c/ (header, pkg-config file), a C program built against that installation,
+# and the runtime assets in c/runtime/ for BOXLITE_RUNTIME_DIR. outer-path names this folder
+# as the outer machine sees it.
+build_c_assets() {
+    local c=$assets/c pc
+    log "installing libboxlite for the C cases"
+    PREFIX=$c scripts/install.sh --no-assets --debug >&2 || return 1
+    pc=$(PKG_CONFIG_PATH=$c/lib/pkgconfig pkg-config --cflags --libs boxlite) || return 1
+    # shellcheck disable=SC2086 # pkg-config's flags are words
+    cc -std=c11 -Wall -Wextra -Werror -o "$c/harness_box" ffi/tests/c/harness_box.c $pc || return 1
+    mkdir -p "$c/runtime"
+    cp "$shim" "$c/runtime/boxlite-shim"
+    cp "$kdir/vmlinux" "$c/runtime/vmlinux"
+    cp "$assets/rootfs.cpio" "$c/runtime/initramfs.cpio"
+    echo "$assets" >"$assets/outer-path"
 }
 
 # bundle BINARY NAME: a dynamically linked Debian tool for the test host, which has no shared

@@ -13,7 +13,8 @@ cd "$root"
 for tool in pkg-config valgrind; do
     if ! command -v "$tool" >/dev/null; then
         echo "run-c-tests: installing $tool" >&2
-        apt-get install -y "$tool" >&2
+        apt-get update -qq >&2 || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$tool" >&2
     fi
 done
 out=$root/target/c-tests
