@@ -107,6 +107,8 @@ build_c_assets() {
     pc=$(PKG_CONFIG_PATH=$c/lib/pkgconfig pkg-config --cflags --libs boxlite) || return 1
     # shellcheck disable=SC2086 # pkg-config's flags are words
     cc -std=c11 -Wall -Wextra -Werror -o "$c/harness_box" ffi/tests/c/harness_box.c $pc || return 1
+    # shellcheck disable=SC2086
+    cc -std=c11 -Wall -Wextra -Werror -o "$c/hello" ffi/examples/hello.c $pc || return 1
     mkdir -p "$c/runtime"
     cp "$shim" "$c/runtime/boxlite-shim"
     cp "$kdir/vmlinux" "$c/runtime/vmlinux"

@@ -1,5 +1,5 @@
 #!/bin/sh
-# description: a C program using only boxlite.h and -lboxlite (built through pkg-config, glibc, run from the outer root): a real box created, exec'd with output streamed through the exec descriptor, stdin, kill, stop, remove, and boxlite_run of echo hello
+# description: the README's C example runs as written, and a C program using only boxlite.h and -lboxlite (built through pkg-config, glibc, run from the outer root): a real box created, exec'd with output streamed through the exec descriptor, stdin, kill, stop, remove, and boxlite_run of echo hello
 # timeout: 180
 [ -f "$ASSETS/outer-path" ] && [ -x "$ASSETS/c/harness_box" ] || fail "the C ABI assets are missing (scripts/test-harness.sh builds them)"
 outer=$(cat "$ASSETS/outer-path")
@@ -11,3 +11,10 @@ mark c-program-done
 cat /tmp/c.out /tmp/c.err
 expect_eq 0 "$rc" "status of the C program"
 grep -q "^[1-9][0-9]* passed, 0 failed$" /tmp/c.out || fail "the C program did not pass: $(tail -n 3 /tmp/c.out)"
+
+# The README's example, as written.
+in_host_root BOXLITE_RUNTIME_DIR="$outer/c/runtime" BOXLITE_HOME=/tmp/c-home "$outer/c/hello" >/tmp/hello.out 2>&1
+expect_eq 0 "$?" "status of the README's C example"
+cat /tmp/hello.out
+grep -qx hello /tmp/hello.out || fail "the example did not print hello"
+grep -qx "streamed command: exit code 0, signal 0" /tmp/hello.out || fail "the example's streamed command failed"
