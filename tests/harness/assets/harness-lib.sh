@@ -140,3 +140,16 @@ in_host_root() {
     [ -n "${HOST_ROOT:-}" ] || fail "the outer root is not shared into this test host (9p tag hostroot)"
     chroot "$HOST_ROOT" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp "$@"
 }
+
+# host_root_assets: prints the outer machine's path of $ASSETS and makes sure it is visible in
+# the host root too (an outer folder under /tmp is hidden there by the test host's /tmp: the
+# assets share is then mounted at that path).
+host_root_assets() {
+    [ -f "$ASSETS/outer-path" ] || fail "the assets carry no outer-path (scripts/test-harness.sh writes it)"
+    _outer=$(cat "$ASSETS/outer-path")
+    if [ ! -e "$HOST_ROOT$_outer/outer-path" ]; then
+        mkdir -p "$HOST_ROOT$_outer" && mount -o bind "$ASSETS" "$HOST_ROOT$_outer" ||
+            fail "cannot show the assets at $_outer in the host root"
+    fi
+    echo "$_outer"
+}

@@ -1,8 +1,8 @@
 #!/bin/sh
 # description: the README's C example runs as written, and a C program using only boxlite.h and -lboxlite (built through pkg-config, glibc, run from the outer root): a real box created, exec'd with output streamed through the exec descriptor, stdin, kill, stop, remove, and boxlite_run of echo hello
 # timeout: 180
-[ -f "$ASSETS/outer-path" ] && [ -x "$ASSETS/c/harness_box" ] || fail "the C ABI assets are missing (scripts/test-harness.sh builds them)"
-outer=$(cat "$ASSETS/outer-path")
+[ -x "$ASSETS/c/harness_box" ] || fail "the C ABI assets are missing (scripts/test-harness.sh builds them)"
+outer=$(host_root_assets) || exit 1
 mark c-program
 in_host_root BOXLITE_RUNTIME_DIR="$outer/c/runtime" BOXLITE_HOME=/tmp/c-home \
     "$outer/c/harness_box" >/tmp/c.out 2>/tmp/c.err
