@@ -195,6 +195,17 @@ pub(crate) unsafe fn put<T>(out: *mut T, what: &str, value: T) -> Result<()> {
     Ok(())
 }
 
+/// Writes `value` as a library-allocated JSON string to `out` (checked before anything is
+/// allocated, so a NULL `out` leaks nothing).
+pub(crate) unsafe fn put_json(out: *mut *mut c_char, value: &impl serde::Serialize) -> Result<()> {
+    if out.is_null() {
+        return Err(Error::InvalidArgument("out is NULL".to_string()));
+    }
+    let json = serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))?;
+    // SAFETY: non-NULL (checked above) and, by the ABI contract, writable.
+    unsafe { put(out, "out", owned_string(&json)) }
+}
+
 /// The UTF-8 string at `ptr`, which must not be NULL.
 pub(crate) unsafe fn text<'a>(ptr: *const c_char, what: &str) -> Result<&'a str> {
     if ptr.is_null() {
@@ -914,13 +925,9 @@ pub unsafe extern "C" fn boxlite_box_info_json(
     err: *mut *mut boxlite_error,
 ) -> boxlite_status {
     let body = || {
-        if out.is_null() {
-            return Err(Error::InvalidArgument("out is NULL".to_string()));
-        }
         let info = box_handle(b)?.0.info()?;
-        let json = serde_json::to_string(&info).map_err(|e| Error::Internal(e.to_string()))?;
         // SAFETY: the ABI contract (lib.rs): NULL or valid pointers.
-        unsafe { put(out, "out", owned_string(&json)) }
+        unsafe { put_json(out, &info) }
     };
     // SAFETY: the ABI contract (lib.rs) covers `out` and `err`.
     unsafe { call(err, body) }
@@ -935,13 +942,9 @@ pub unsafe extern "C" fn boxlite_box_metrics_json(
     err: *mut *mut boxlite_error,
 ) -> boxlite_status {
     let body = || {
-        if out.is_null() {
-            return Err(Error::InvalidArgument("out is NULL".to_string()));
-        }
         let metrics = box_handle(b)?.0.metrics()?;
-        let json = serde_json::to_string(&metrics).map_err(|e| Error::Internal(e.to_string()))?;
         // SAFETY: the ABI contract (lib.rs): NULL or valid pointers.
-        unsafe { put(out, "out", owned_string(&json)) }
+        unsafe { put_json(out, &metrics) }
     };
     // SAFETY: the ABI contract (lib.rs) covers `out` and `err`.
     unsafe { call(err, body) }
