@@ -250,10 +250,9 @@ pub(crate) unsafe fn texts(
         .collect()
 }
 
-/// A runtime and the asset paths it was opened with.
+/// An open runtime, as the registry holds it.
 pub(crate) struct Rt {
     runtime: Runtime,
-    assets: Assets,
 }
 
 impl std::ops::Deref for Rt {
@@ -263,30 +262,8 @@ impl std::ops::Deref for Rt {
     }
 }
 
-impl Rt {
-    /// Finds the assets a box with `options` boots from, in the order a start needs them, so
-    /// that a missing one is `BOXLITE_ASSET_MISSING` naming it (inside a start it becomes
-    /// part of a start failure).
-    fn check_assets(&self, options: &BoxOptions) -> Result<()> {
-        if !matches!(options.root, Root::Kernel { .. }) {
-            self.assets.kernel()?;
-            self.assets.initrd()?;
-        }
-        self.assets.shim()?;
-        Ok(())
-    }
-}
-
 fn runtime(id: boxlite_runtime) -> Result<Arc<Rt>> {
     registry::get::<Rt>(id, Kind::Runtime).map(|(rt, _)| rt)
-}
-
-/// Checks the assets box `handle` of runtime `rt` would boot from, unless it is running.
-pub(crate) fn check_box_assets(rt: boxlite_runtime, handle: &BoxHandle) -> Result<()> {
-    if handle.state()? == BoxState::Running {
-        return Ok(());
-    }
-    runtime(rt)?.check_assets(&handle.options()?)
 }
 
 fn options(id: boxlite_options) -> Result<Arc<Mutex<BoxOptions>>> {
@@ -464,12 +441,11 @@ pub unsafe extern "C" fn boxlite_runtime_open_with_assets(
         };
         let options = RuntimeOptions {
             home: path(home, "home")?,
-            assets: assets.clone(),
+            assets,
             ..RuntimeOptions::default()
         };
         let rt = Rt {
             runtime: Runtime::open(options)?,
-            assets,
         };
         // SAFETY: the ABI contract (lib.rs): NULL or valid pointers.
         unsafe { put(out, "out", registry::insert(Kind::Runtime, 0, Arc::new(rt))) }
@@ -957,11 +933,7 @@ pub unsafe extern "C" fn boxlite_box_start(
     b: boxlite_box,
     err: *mut *mut boxlite_error,
 ) -> boxlite_status {
-    let body = || {
-        let (handle, rt) = box_handle(b)?;
-        check_box_assets(rt, &handle)?;
-        Ok(handle.start()?)
-    };
+    let body = || Ok(box_handle(b)?.0.start()?);
     // SAFETY: the ABI contract (lib.rs) covers `err`.
     unsafe { call(err, body) }
 }

@@ -297,7 +297,6 @@ pub unsafe extern "C" fn boxlite_box_exec(
             return Err(Error::InvalidArgument("out is NULL".to_string()));
         }
         let (handle, rt) = box_handle(b)?;
-        crate::abi::check_box_assets(rt, &handle)?;
         let exec = Exec::start(handle.exec(request)?)?;
         // SAFETY: the ABI contract (lib.rs): NULL or valid pointers.
         unsafe { put(out, "out", registry::insert(Kind::Exec, rt, exec)) }

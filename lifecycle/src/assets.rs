@@ -62,6 +62,16 @@ impl Assets {
         )
     }
 
+    /// Checks that the assets a box with `root` boots from are there, in the order a start
+    /// needs them, so a missing one is named before anything changes.
+    pub fn check_for(&self, root: &crate::options::Root) -> Result<()> {
+        if !matches!(root, crate::options::Root::Kernel { .. }) {
+            self.kernel()?;
+            self.initrd()?;
+        }
+        self.shim().map(drop)
+    }
+
     /// The default initramfs.
     pub fn initrd(&self) -> Result<PathBuf> {
         find(

@@ -55,19 +55,15 @@ impl BoxHandle {
                 hint: Some("it is already running"),
             });
         }
+        // A start that cannot begin (unreadable options, a missing asset) changes nothing.
+        let options = self.options()?;
+        self.rt.inner.assets.check_for(&options.root)?;
         let dir = self.dir();
         // The previous shim's pid file goes before the state says Starting: a Starting box
         // without a pid file is one being spawned.
         let _ = std::fs::remove_file(dir.file(PID_FILE));
         self.rt
             .set_state(&self.id, BoxState::Starting, None, None, "start")?;
-        let options = match self.options() {
-            Ok(options) => options,
-            Err(e) => {
-                self.fail("layout", &e, None);
-                return Err(e);
-            }
-        };
         let mut timings = StartTimings::default();
         let mut spawned = None;
         match self.pipeline(&dir, &options, &mut timings, &mut spawned) {
@@ -87,7 +83,7 @@ impl BoxHandle {
                 log::info!("box {} running ({:.0} ms)", self.id, timings.total_ms());
                 Ok(())
             }
-            Err(StepError { step, error }) => Err(self.fail(step, &error, spawned)),
+            Err(StepError { step, error }) => Err(self.fail(step, error, spawned)),
         }
     }
 
@@ -302,7 +298,7 @@ impl BoxHandle {
     }
 
     /// Stops whatever was spawned, records Failed with the crash report; returns the error.
-    fn fail(&self, step: &'static str, error: &Error, spawned: Option<u32>) -> Error {
+    fn fail(&self, step: &'static str, error: Error, spawned: Option<u32>) -> Error {
         if let Some(pid) = spawned {
             self.kill_and_wait(pid);
         }

@@ -156,12 +156,15 @@ fn a_missing_shim_is_named_with_how_to_build_it() {
     let home = TestHome::new();
     let rt = open(&home, Some(home.path().join("no-such-shim")));
     let b = rt.create(options(&home, None)).unwrap();
-    let err = b.start().unwrap_err().to_string();
+    let err = b.start().unwrap_err();
+    assert!(matches!(err, Error::AssetMissing { .. }), "{err}");
+    let err = err.to_string();
     assert!(
         err.contains("no-such-shim") && err.contains("cargo build"),
         "{err}"
     );
-    assert_eq!(b.state().unwrap(), BoxState::Failed);
+    // Nothing was started: the box is as it was.
+    assert_eq!(b.state().unwrap(), BoxState::Configured);
 }
 
 #[test]
