@@ -49,8 +49,23 @@ record() { # tier passed failed skipped
     if (($3 > 0)); then failed_any=1; fi
 }
 
+# Debian tools the host tier's tests use: qemu-img checks the qcow2 overlays, valgrind and
+# pkg-config run the C ABI tests. A fresh machine lacks them.
+ensure_host_packages() {
+    local missing=()
+    command -v qemu-img >/dev/null || missing+=(qemu-utils)
+    command -v valgrind >/dev/null || missing+=(valgrind)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    ((${#missing[@]})) || return 0
+    echo "tier host: installing ${missing[*]}"
+    local sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
 run_host() {
     banner "tier host: unit tests (no VM)"
+    ensure_host_packages || echo "tier host: could not install the test tools (see above)"
     local log=$log_dir/host.log rc rc2
     # Everything but the shim's integration tests, which boot probe guests (the probe tier).
     cargo test --workspace --exclude boxlite-shim --lib --bins --tests --no-fail-fast --color never 2>&1 | tee "$log"

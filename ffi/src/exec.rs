@@ -441,8 +441,7 @@ pub unsafe extern "C" fn boxlite_exec_write_stdin(
         let bytes = if len == 0 {
             &[][..]
         } else {
-            // SAFETY: non-NULL and readable for `len` bytes by the ABI contract.
-            // SAFETY: the ABI contract (lib.rs): NULL or valid pointers.
+            // SAFETY: non-NULL and readable for `len` bytes by the ABI contract (lib.rs).
             unsafe { std::slice::from_raw_parts(data, len) }
         };
         Ok(exec(e)?.control.write_stdin(bytes)?)

@@ -133,7 +133,7 @@ impl BoxDir {
         if real.as_os_str().len() + "_2696".len() < SUN_PATH_LEN {
             return Ok(real);
         }
-        let link = short_runtime_dir()?.join(&self.id[..self.id.len().min(16)]);
+        let link = short_runtime_dir()?.join(self.id.get(..16).unwrap_or(&self.id));
         if fs::read_link(&link).ok() != Some(self.sockets()) {
             let _ = fs::remove_file(&link);
             std::os::unix::fs::symlink(self.sockets(), &link)
@@ -145,7 +145,7 @@ impl BoxDir {
     /// Removes the short socket symlink, if one was made.
     pub fn remove_socket_link(&self) {
         if let Ok(dir) = short_runtime_dir() {
-            let link = dir.join(&self.id[..self.id.len().min(16)]);
+            let link = dir.join(self.id.get(..16).unwrap_or(&self.id));
             if fs::read_link(&link).is_ok_and(|target| target == self.sockets()) {
                 let _ = fs::remove_file(link);
             }
@@ -287,6 +287,8 @@ mod tests {
         );
         dir.remove_socket_link();
         assert!(fs::symlink_metadata(socket.parent().unwrap()).is_err());
+        // The per-user folder goes too when nothing else uses it.
+        let _ = fs::remove_dir(short_runtime_dir().unwrap());
     }
 
     #[test]

@@ -95,7 +95,23 @@ impl Entry {
 /// The boxes by id.
 pub(crate) type Index = HashMap<String, Entry>;
 
+/// Whether `id` can be a box id: the ids this runtime makes are hex. Anything else in the
+/// journal (a crafted or damaged record) would become a path under the home, e.g. `../..`,
+/// so it is ignored.
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn apply(index: &mut Index, record: JournalRecord) {
+    let id = match &record {
+        JournalRecord::Created { id, .. }
+        | JournalRecord::State { id, .. }
+        | JournalRecord::Removed { id } => id,
+    };
+    if !valid_id(id) {
+        log::warn!("state journal: ignoring a record for the impossible box id {id:?}");
+        return;
+    }
     match record {
         JournalRecord::Created {
             id,
@@ -560,6 +576,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn records_with_impossible_ids_are_ignored() {
+        let mut index = Index::new();
+        for id in ["../../etc", "", "abc/def", "ABCDEFx", &"a".repeat(65)] {
+            apply(
+                &mut index,
+                JournalRecord::Created {
+                    id: id.into(),
+                    name: None,
+                    created_unix_ms: 0,
+                },
+            );
+        }
+        assert!(index.is_empty());
+        apply(
+            &mut index,
+            JournalRecord::Created {
+                id: "0123abcdef".into(),
+                name: None,
+                created_unix_ms: 0,
+            },
+        );
+        assert_eq!(index.len(), 1);
     }
 
     #[test]

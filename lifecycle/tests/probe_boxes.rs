@@ -43,6 +43,12 @@ fn probe_box(name: &str, detach: bool) -> BoxOptions {
     }
 }
 
+/// SIGKILL to the shim `pid` this test started.
+fn sigkill(pid: u32) {
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is a shim of this test.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+}
+
 /// Polls `done` for up to 20 s.
 fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -167,8 +173,7 @@ fn a_shim_killed_while_running_leaves_a_failed_box_that_says_so() {
     let b = rt.create(probe_box("victim", false)).unwrap();
     b.start().unwrap();
     let pid = b.info().unwrap().pid.unwrap();
-    // SAFETY: kill(2) on the shim this test started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    sigkill(pid);
     eventually("the box is seen dead", || {
         b.state().ok() == Some(BoxState::Failed)
     });
@@ -193,10 +198,9 @@ fn a_shim_killed_during_the_start_fails_the_start() {
         while Instant::now() < deadline {
             if let Some(pid) = std::fs::read_to_string(&pid_file)
                 .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse::<i32>().ok())
+                .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
             {
-                // SAFETY: kill(2) on the shim this test's runtime just spawned.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                sigkill(pid);
                 return true;
             }
             std::thread::yield_now();
@@ -241,8 +245,7 @@ fn after_a_host_reboot_active_boxes_are_stopped() {
     assert_eq!(info.state, BoxState::Stopped);
     assert!(info.reason.unwrap().contains("rebooted"));
     // A real reboot would have taken the shim with it.
-    // SAFETY: kill(2) on the shim this test started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    sigkill(pid);
     eventually("the shim is gone", || home.live_shims().is_empty());
 }
 
