@@ -144,11 +144,9 @@ impl BoxDir {
 
     /// Removes the short socket symlink, if one was made.
     pub fn remove_socket_link(&self) {
-        if let Ok(dir) = short_runtime_dir() {
-            let link = dir.join(self.id.get(..16).unwrap_or(&self.id));
-            if fs::read_link(&link).is_ok_and(|target| target == self.sockets()) {
-                let _ = fs::remove_file(link);
-            }
+        let link = short_runtime_path().join(self.id.get(..16).unwrap_or(&self.id));
+        if fs::read_link(&link).is_ok_and(|target| target == self.sockets()) {
+            let _ = fs::remove_file(link);
         }
     }
 }
@@ -178,12 +176,7 @@ fn check_private_dir(dir: &Path) -> Result<()> {
 /// A private per-user folder for short socket symlinks: `$XDG_RUNTIME_DIR/boxlite`, else
 /// `/tmp/boxlite-<uid>`, created 0700 and checked to be ours.
 fn short_runtime_dir() -> Result<PathBuf> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(base) if !base.is_empty() => PathBuf::from(base).join("boxlite"),
-        _ => PathBuf::from(format!("/tmp/boxlite-{uid}")),
-    };
+    let dir = short_runtime_path();
     match create_private_dir(&dir) {
         Ok(()) => Ok(dir),
         Err(Error::File { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -191,6 +184,16 @@ fn short_runtime_dir() -> Result<PathBuf> {
             Ok(dir)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Where [`short_runtime_dir`] is, without creating it.
+fn short_runtime_path() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(base) if !base.is_empty() => PathBuf::from(base).join("boxlite"),
+        _ => PathBuf::from(format!("/tmp/boxlite-{uid}")),
     }
 }
 
@@ -288,7 +291,7 @@ mod tests {
         dir.remove_socket_link();
         assert!(fs::symlink_metadata(socket.parent().unwrap()).is_err());
         // The per-user folder goes too when nothing else uses it.
-        let _ = fs::remove_dir(short_runtime_dir().unwrap());
+        let _ = fs::remove_dir(short_runtime_path());
     }
 
     #[test]
