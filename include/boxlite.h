@@ -350,6 +350,10 @@ boxlite_status boxlite_box_start(boxlite_box b, boxlite_error **err);
 // about 20 s (agent 5 s + guest shutdown 10 s + terminate 5 s) in the worst case.
 boxlite_status boxlite_box_stop(boxlite_box b, boxlite_error **err);
 
+// Kills the box's VMM at once (SIGKILL), without asking the guest to shut down; a start in
+// progress on another thread then fails. Blocks up to a few seconds for the kill.
+boxlite_status boxlite_box_kill(boxlite_box b, boxlite_error **err);
+
 // Creates a box from `options` (0: the defaults), runs `argv` (`argc` strings) in it, stops and
 // removes the box, and returns everything the command wrote (up to 64 MiB) and how it ended.
 // Blocks for the boot, the command and the stop. Free `*out` with `boxlite_run_result_free`.

@@ -949,6 +949,17 @@ pub unsafe extern "C" fn boxlite_box_stop(
     unsafe { call(err, || Ok(box_handle(b)?.0.stop()?)) }
 }
 
+/// Kills the box's VMM at once (SIGKILL), without asking the guest to shut down; a start in
+/// progress on another thread then fails. Blocks up to a few seconds for the kill.
+#[no_mangle]
+pub unsafe extern "C" fn boxlite_box_kill(
+    b: boxlite_box,
+    err: *mut *mut boxlite_error,
+) -> boxlite_status {
+    // SAFETY: the ABI contract (lib.rs) covers `err`.
+    unsafe { call(err, || Ok(box_handle(b)?.0.kill()?)) }
+}
+
 // ---- one-shot runs ----
 
 /// Creates a box from `options` (0: the defaults), runs `argv` (`argc` strings) in it, stops and

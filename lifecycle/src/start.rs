@@ -73,13 +73,17 @@ impl BoxHandle {
                     &serde_json::to_vec(&timings).unwrap_or_default(),
                     0o644,
                 );
-                self.rt.set_state(
+                if let Err(e) = self.rt.set_state(
                     &self.id,
                     BoxState::Running,
                     spawned,
                     None,
                     "finish starting",
-                )?;
+                ) {
+                    // A stop or kill on another thread moved the state on before the shim was
+                    // spawned: the shim this start made goes too.
+                    return Err(self.fail("finish", e, spawned));
+                }
                 log::info!("box {} running ({:.0} ms)", self.id, timings.total_ms());
                 Ok(())
             }

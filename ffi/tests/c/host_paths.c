@@ -65,6 +65,7 @@ static void test_bad_handles(boxlite_runtime rt) {
     EXPECT(boxlite_box_free(0, &err_), BOXLITE_INVALID_HANDLE, NULL);
     EXPECT(boxlite_box_start(rt, &err_), BOXLITE_INVALID_HANDLE, "not a box handle");
     EXPECT(boxlite_box_stop(0x123456789ULL, &err_), BOXLITE_INVALID_HANDLE, NULL);
+    EXPECT(boxlite_box_kill(0x123456789ULL, &err_), BOXLITE_INVALID_HANDLE, NULL);
     EXPECT(boxlite_exec_wait(rt, 0, NULL, NULL, &err_), BOXLITE_INVALID_HANDLE, NULL);
     EXPECT(boxlite_exec_kill(0, 9, &err_), BOXLITE_INVALID_HANDLE, NULL);
     EXPECT(boxlite_exec_free(0, &err_), BOXLITE_INVALID_HANDLE, NULL);
