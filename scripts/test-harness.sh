@@ -94,6 +94,8 @@ build_assets() {
     bundle /usr/bin/socat socat
     bundle /usr/bin/qemu-img qemu-img
     build_c_assets || log "ERROR: building the C ABI assets failed; the C case will fail"
+    build_go_assets || log "ERROR: building the Go assets failed; the Go case will fail"
+    build_node_assets || log "ERROR: building the Node assets failed; the Node case will fail"
 }
 
 # The C ABI in the test host, where it runs from the outer root (in_host_root): libboxlite
@@ -114,6 +116,27 @@ build_c_assets() {
     cp "$kdir/vmlinux" "$c/runtime/vmlinux"
     cp "$assets/rootfs.cpio" "$c/runtime/initramfs.cpio"
     echo "$assets" >"$assets/outer-path"
+}
+
+# The Go binding in the test host, beside the C ABI's installation (go/): its test binary
+# (host-only and real-box tests) and the README's example, both linked against c/lib through
+# pkg-config and run from the outer root.
+build_go_assets() {
+    local g=$assets/go
+    scripts/ensure-packages.sh go:golang-go || return 1
+    mkdir -p "$g"
+    (cd bindings/go && export PKG_CONFIG_PATH=$assets/c/lib/pkgconfig GOFLAGS=-mod=mod GOPROXY=off &&
+        go test -c -o "$g/boxlite.test" . && go build -o "$g/hello" ./examples/hello) >&2
+}
+
+# The Node package in the test host (node/): its files with koffi installed by npm ci, run by
+# the outer root's node.
+build_node_assets() {
+    local n=$assets/node
+    scripts/ensure-packages.sh npm:npm || return 1
+    (cd bindings/node && npm ci --no-audit --no-fund --loglevel=error) >&2 || return 1
+    mkdir -p "$n"
+    cp -r bindings/node/. "$n/"
 }
 
 # bundle BINARY NAME: a dynamically linked Debian tool for the test host, which has no shared

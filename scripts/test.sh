@@ -50,17 +50,10 @@ record() { # tier passed failed skipped
 }
 
 # Debian tools the host tier's tests use: qemu-img checks the qcow2 overlays, valgrind and
-# pkg-config run the C ABI tests. A fresh machine lacks them.
+# pkg-config run the C ABI tests, Go and npm the bindings' tests. A fresh machine lacks them.
 ensure_host_packages() {
-    local missing=()
-    command -v qemu-img >/dev/null || missing+=(qemu-utils)
-    command -v valgrind >/dev/null || missing+=(valgrind)
-    command -v pkg-config >/dev/null || missing+=(pkg-config)
-    ((${#missing[@]})) || return 0
-    echo "tier host: installing ${missing[*]}"
-    local sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    scripts/ensure-packages.sh qemu-img:qemu-utils valgrind:valgrind pkg-config:pkg-config \
+        go:golang-go npm:npm
 }
 
 run_host() {
@@ -85,7 +78,14 @@ run_host() {
     read -r np nf < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ {p = $1; f = $3} END {printf "%d %d\n", p, f}' "$clog")
     cp=$((cp + np)); cf=$((cf + nf))
     if ((rc != 0 && nf == 0)); then cf=$((cf + 1)); echo "tier host: the C tests failed (exit $rc)"; fi
-    record host "$((p + cp))" "$((f + cf))" "$s"
+    # The Go and Node bindings (their last line is "N passed, M failed, K skipped").
+    local blog=$log_dir/host-bindings.log bp bf bs
+    scripts/test-bindings.sh 2>&1 | tee "$blog"
+    rc=${PIPESTATUS[0]}
+    read -r bp bf bs < <(awk '/^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ {p = $1; f = $3; s = $5}
+                               END {printf "%d %d %d\n", p, f, s}' "$blog")
+    if ((rc != 0 && bf == 0)); then bf=1; echo "tier host: the bindings' tests failed (exit $rc)"; fi
+    record host "$((p + cp + bp))" "$((f + cf + bf))" "$((s + bs))"
 }
 
 kvm_usable() {

@@ -10,13 +10,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
-for tool in pkg-config valgrind; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "run-c-tests: installing $tool" >&2
-        apt-get update -qq >&2 || true
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$tool" >&2
-    fi
-done
+scripts/ensure-packages.sh pkg-config:pkg-config valgrind:valgrind
 out=$root/target/c-tests
 prefix=$out/prefix
 rm -rf "$prefix"

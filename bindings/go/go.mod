@@ -1,0 +1,3 @@
+module boxlite
+
+go 1.19
