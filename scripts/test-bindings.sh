@@ -47,6 +47,9 @@ export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 # Nothing is downloaded: both bindings use their standard libraries only (and koffi, from
 # npm ci).
 export GOFLAGS=-mod=mod GOPROXY=off
+# A build cache of its own: Go's cache does not key the link on pkg-config's rpath, so a binary
+# linked against another installation (the harness's) could come back from a shared cache.
+export GOCACHE=$out/go-cache
 
 # run_in DIR COMMAND...: runs COMMAND in DIR.
 run_in() { (cd "$1" && "${@:2}"); }

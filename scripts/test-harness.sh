@@ -125,7 +125,10 @@ build_go_assets() {
     local g=$assets/go
     scripts/ensure-packages.sh go:golang-go || return 1
     mkdir -p "$g"
-    (cd bindings/go && export PKG_CONFIG_PATH=$assets/c/lib/pkgconfig GOFLAGS=-mod=mod GOPROXY=off &&
+    # A build cache of its own: Go's cache does not key the link on pkg-config's rpath, so a
+    # binary linked against another installation could come back from a shared cache.
+    (cd bindings/go && export PKG_CONFIG_PATH=$assets/c/lib/pkgconfig GOFLAGS=-mod=mod GOPROXY=off \
+        GOCACHE=$target_dir/go-cache-harness &&
         go test -c -o "$g/boxlite.test" . && go build -o "$g/hello" ./examples/hello) >&2
 }
 

@@ -53,16 +53,19 @@ func (s *State) UnmarshalText(text []byte) error {
 type Box struct {
 	h  handle
 	id string
+	// rt keeps the runtime reachable while the box is: its finalizer would close the
+	// runtime, and with it this box's handle.
+	rt *Runtime
 }
 
 func newBox(rt *Runtime, h C.boxlite_box) (*Box, error) {
 	var cid *C.char
 	var cerr *C.boxlite_error
-	if err := check("box id", C.boxlite_box_id(h, &cid, &cerr), cerr); err != nil {
+	if err := check("box id", C.boxlite_box_id(h, &cid, &cerr), &cerr); err != nil {
 		C.boxlite_box_free(h, nil)
 		return nil, err
 	}
-	b := &Box{id: C.GoString(cid)}
+	b := &Box{id: C.GoString(cid), rt: rt}
 	C.boxlite_string_free(cid)
 	b.h.id.Store(uint64(h))
 	runtime.SetFinalizer(b, (*Box).Close)
@@ -85,7 +88,7 @@ func (b *Box) Close() error {
 	}
 	runtime.SetFinalizer(b, nil)
 	var cerr *C.boxlite_error
-	return check("free box "+b.id, C.boxlite_box_free(C.boxlite_box(id), &cerr), cerr)
+	return check("free box "+b.id, C.boxlite_box_free(C.boxlite_box(id), &cerr), &cerr)
 }
 
 // State is the box's current state.
@@ -96,7 +99,7 @@ func (b *Box) State() (State, error) {
 	}
 	var out C.boxlite_box_state
 	var cerr *C.boxlite_error
-	err = check("state of box "+b.id, C.boxlite_box_get_state(h, &out, &cerr), cerr)
+	err = check("state of box "+b.id, C.boxlite_box_get_state(h, &out, &cerr), &cerr)
 	return State(out), err
 }
 
@@ -166,7 +169,7 @@ func (b *Box) jsonCall(op string, call func(C.boxlite_box, **C.char, **C.boxlite
 	}
 	var out *C.char
 	var cerr *C.boxlite_error
-	if err := check(op+" "+b.id, call(h, &out, &cerr), cerr); err != nil {
+	if err := check(op+" "+b.id, call(h, &out, &cerr), &cerr); err != nil {
 		return err
 	}
 	defer C.boxlite_string_free(out)
@@ -185,7 +188,8 @@ func (b *Box) Start(ctx context.Context) error {
 	}
 	cancelled := watch(ctx, func() { C.boxlite_box_kill(h, nil) })
 	var cerr *C.boxlite_error
-	err = check("start box "+b.id, C.boxlite_box_start(h, &cerr), cerr)
+	err = check("start box "+b.id, C.boxlite_box_start(h, &cerr), &cerr)
+	runtime.KeepAlive(b) // not finalized (its handle freed) during the boot
 	if cancelled() {
 		// The start may have finished just before the kill landed: kill again, so a cancelled
 		// start never leaves a running box.
@@ -205,7 +209,8 @@ func (b *Box) Stop(ctx context.Context) error {
 	}
 	cancelled := watch(ctx, func() { C.boxlite_box_kill(h, nil) })
 	var cerr *C.boxlite_error
-	err = check("stop box "+b.id, C.boxlite_box_stop(h, &cerr), cerr)
+	err = check("stop box "+b.id, C.boxlite_box_stop(h, &cerr), &cerr)
+	runtime.KeepAlive(b)
 	if cancelled() {
 		return ctx.Err()
 	}
@@ -219,5 +224,5 @@ func (b *Box) Kill() error {
 		return err
 	}
 	var cerr *C.boxlite_error
-	return check("kill box "+b.id, C.boxlite_box_kill(h, &cerr), cerr)
+	return check("kill box "+b.id, C.boxlite_box_kill(h, &cerr), &cerr)
 }

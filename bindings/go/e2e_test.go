@@ -117,6 +117,34 @@ func TestE2EStreamsBeforeTheEnd(t *testing.T) {
 	}
 }
 
+func TestE2EOutputIntoWriters(t *testing.T) {
+	box := e2eBox(t)
+	var out, errOut bytes.Buffer
+	e, err := box.ExecCmd(testCtx(t), Cmd{Path: "sh", Args: []string{"-c", "echo a; echo b >&2"},
+		Stdout: &out, Stderr: &errOut})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.Stdout != nil || e.Stderr != nil {
+		t.Error("an Execution with writers also has readers")
+	}
+	status, err := e.Wait()
+	if err != nil || !status.Success() || out.String() != "a\n" || errOut.String() != "b\n" {
+		t.Errorf("%v, %v: stdout %q, stderr %q", status, err, out.String(), errOut.String())
+	}
+	// Output nobody wants: Wait alone must not hang, however much there is.
+	e, err = box.ExecCmd(testCtx(t), Cmd{Path: "seq", Args: []string{"1", "500000"},
+		Stdout: io.Discard, Stderr: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if status, err := e.Wait(); err != nil || !status.Success() {
+		t.Errorf("seq into io.Discard: %v, %v", status, err)
+	}
+}
+
 func TestE2EStdinThroughCat(t *testing.T) {
 	box := e2eBox(t)
 	e, err := box.Exec(testCtx(t), "cat")

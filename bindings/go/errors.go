@@ -84,16 +84,19 @@ func (e *Error) Is(target error) bool {
 	return ok && s == e.Status
 }
 
-// check turns a status and its C error into a Go error (nil for BOXLITE_OK), freeing the C
-// error.
-func check(op string, status C.boxlite_status, cerr *C.boxlite_error) error {
-	defer C.boxlite_error_free(cerr)
+// check turns a status and the C error the call stored at cerr into a Go error (nil for
+// BOXLITE_OK), freeing the C error. It takes the error's address so that it is read after the
+// call, whatever order the arguments are evaluated in.
+func check(op string, status C.boxlite_status, cerr **C.boxlite_error) error {
+	e := *cerr
+	*cerr = nil
+	defer C.boxlite_error_free(e)
 	if status == C.BOXLITE_OK {
 		return nil
 	}
 	msg := Status(status).String()
-	if cerr != nil && cerr.message != nil {
-		msg = C.GoString(cerr.message)
+	if e != nil && e.message != nil {
+		msg = C.GoString(e.message)
 	}
 	return &Error{Op: op, Status: Status(status), Message: msg}
 }

@@ -25,12 +25,18 @@ type Cmd struct {
 	Env []string
 	// Dir is the working directory ("" for the box's).
 	Dir string
-	// Credential runs the command as another user and group (nil: the agent's, root).
+	// Credential runs the command as another user and group (nil: the agent's, root);
+	// supplementary groups are not supported.
 	Credential *syscall.Credential
 	// Timeout makes the agent kill the command after this long (0: none).
 	Timeout time.Duration
 	// Stdin gives the Execution a Stdin to write; without it the command's stdin is /dev/null.
 	Stdin bool
+	// Stdout, when set, receives the command's stdout as it comes (Execution.Stdout is then
+	// nil), as with os/exec; a write error drops the rest and is returned by Wait.
+	Stdout io.Writer
+	// Stderr is the same for stderr.
+	Stderr io.Writer
 }
 
 // ExitStatus is how a command ended.
@@ -51,21 +57,23 @@ func (s ExitStatus) String() string {
 	return fmt.Sprintf("exit status %d", s.Code)
 }
 
-// Execution is a command running in a box. Read Stdout and Stderr (each keeps up to 1 MiB
-// for its reader; beyond that the command is held back, as with an OS pipe), then Wait.
-// Close frees it, killing the command if it still runs.
+// Execution is a command running in a box. Read Stdout and Stderr, or give Cmd writers for
+// them (a stream nobody reads keeps up to 1 MiB, then holds the command back, as with an OS
+// pipe), then Wait. Close frees it, killing the command if it still runs.
 type Execution struct {
 	// Stdin is the command's stdin (nil unless Cmd.Stdin); Close it to send end-of-file.
 	Stdin io.WriteCloser
-	// Stdout is the command's stdout; io.EOF once the command ended.
+	// Stdout is the command's stdout (nil when Cmd.Stdout was given); io.EOF once the
+	// command ended.
 	Stdout io.Reader
-	// Stderr is the command's stderr.
+	// Stderr is the command's stderr (nil when Cmd.Stderr was given).
 	Stderr io.Reader
 
 	h      handle
+	box    *Box     // keeps the box (and its runtime) reachable while the command runs
 	file   *os.File // our duplicate of the execution's descriptor, on Go's poller
-	stdout *pipe
-	stderr *pipe
+	stdout output
+	stderr output
 	done   chan struct{} // closed when the output has ended
 	ctxErr error         // set before done closes when the context killed the command
 
@@ -74,9 +82,10 @@ type Execution struct {
 	waitErr  error
 }
 
-// Exec runs name with args in the box, with Stdin, Stdout and Stderr connected; the box is
-// started first if it is not running. Cancelling ctx kills the command (and the box's VMM if
-// this call was still booting it).
+// Exec runs name with args in the box, with Stdin, Stdout and Stderr connected (close Stdin
+// when the command reads its stdin to the end); the box is started first if it is not
+// running. Cancelling ctx kills the command (and the box's VMM if this call was still booting
+// it).
 func (b *Box) Exec(ctx context.Context, name string, args ...string) (*Execution, error) {
 	return b.ExecCmd(ctx, Cmd{Path: name, Args: args, Stdin: true})
 }
@@ -108,7 +117,8 @@ func (b *Box) ExecCmd(ctx context.Context, cmd Cmd) (*Execution, error) {
 	})
 	var out C.boxlite_exec
 	var cerr *C.boxlite_error
-	err = check("exec in box "+b.id, C.boxlite_box_exec(h, opts, &out, &cerr), cerr)
+	err = check("exec in box "+b.id, C.boxlite_box_exec(h, opts, &out, &cerr), &cerr)
+	runtime.KeepAlive(b) // not finalized (its handle freed) during a boot
 	if cancelled() {
 		if err == nil {
 			C.boxlite_exec_free(out, nil)
@@ -118,7 +128,7 @@ func (b *Box) ExecCmd(ctx context.Context, cmd Cmd) (*Execution, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := newExecution(out, cmd.Stdin)
+	e, err := newExecution(b, out, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -160,10 +170,10 @@ func execOptions(cs *cstrings, cmd Cmd) (*C.boxlite_exec_options, error) {
 	return opts, nil
 }
 
-func newExecution(h C.boxlite_exec, withStdin bool) (*Execution, error) {
+func newExecution(b *Box, h C.boxlite_exec, cmd Cmd) (*Execution, error) {
 	var fd C.int32_t
 	var cerr *C.boxlite_error
-	if err := check("exec descriptor", C.boxlite_exec_fd(h, &fd, &cerr), cerr); err != nil {
+	if err := check("exec descriptor", C.boxlite_exec_fd(h, &fd, &cerr), &cerr); err != nil {
 		C.boxlite_exec_free(h, nil)
 		return nil, err
 	}
@@ -174,14 +184,14 @@ func newExecution(h C.boxlite_exec, withStdin bool) (*Execution, error) {
 		return nil, &Error{Op: "exec descriptor", Status: StatusIO, Message: errno.Error()}
 	}
 	e := &Execution{
-		file:   os.NewFile(dup, "boxlite-exec"),
-		stdout: newPipe(),
-		stderr: newPipe(),
-		done:   make(chan struct{}),
+		box:  b,
+		file: os.NewFile(dup, "boxlite-exec"),
+		done: make(chan struct{}),
 	}
-	e.Stdout, e.Stderr = e.stdout, e.stderr
+	e.stdout, e.Stdout = outputTo(cmd.Stdout)
+	e.stderr, e.Stderr = outputTo(cmd.Stderr)
 	e.h.id.Store(uint64(h))
-	if withStdin {
+	if cmd.Stdin {
 		e.Stdin = &stdinWriter{e: e}
 	}
 	runtime.SetFinalizer(e, (*Execution).Close)
@@ -231,7 +241,7 @@ func (e *Execution) copyOutput() error {
 			C.boxlite_error_free(cerr)
 			return ErrClosed
 		}
-		if err := check("read the output", st, cerr); err != nil {
+		if err := check("read the output", st, &cerr); err != nil {
 			return err
 		}
 		switch stream {
@@ -246,12 +256,17 @@ func (e *Execution) copyOutput() error {
 }
 
 // Wait waits for the command to end, once its output has been read (or dropped by Close),
-// and returns how it ended. A command killed by Wait's context returns the context's error
-// with its status.
+// and returns how it ended. A command killed because Exec's context ended returns that
+// context's error with its status; a failed Cmd.Stdout or Cmd.Stderr write is returned too.
 func (e *Execution) Wait() (ExitStatus, error) {
 	e.waitOnce.Do(func() {
 		<-e.done
 		e.status, e.waitErr = e.exitStatus()
+		for _, out := range []output{e.stdout, e.stderr} {
+			if err := out.failure(); err != nil && e.waitErr == nil {
+				e.waitErr = err
+			}
+		}
 		if e.ctxErr != nil {
 			e.waitErr = &Error{Op: "wait", Status: StatusGuestError,
 				Message: "the command was killed: " + e.ctxErr.Error(), cause: e.ctxErr}
@@ -269,7 +284,7 @@ func (e *Execution) exitStatus() (ExitStatus, error) {
 	var cerr *C.boxlite_error
 	// The output has ended, so the status is known: no waiting.
 	st := C.boxlite_exec_wait(C.boxlite_exec(id), 0, &code, &sig, &cerr)
-	if err := check("wait", st, cerr); err != nil {
+	if err := check("wait", st, &cerr); err != nil {
 		return ExitStatus{}, err
 	}
 	return ExitStatus{Code: int(code), Signal: syscall.Signal(sig)}, nil
@@ -282,7 +297,7 @@ func (e *Execution) Kill(sig syscall.Signal) error {
 		return err
 	}
 	var cerr *C.boxlite_error
-	return check("kill the command", C.boxlite_exec_kill(C.boxlite_exec(id), C.int32_t(sig), &cerr), cerr)
+	return check("kill the command", C.boxlite_exec_kill(C.boxlite_exec(id), C.int32_t(sig), &cerr), &cerr)
 }
 
 // Close frees the execution, killing the command if it still runs; output not yet read is
@@ -294,7 +309,7 @@ func (e *Execution) Close() error {
 	}
 	runtime.SetFinalizer(e, nil)
 	var cerr *C.boxlite_error
-	err := check("free the execution", C.boxlite_exec_free(C.boxlite_exec(id), &cerr), cerr)
+	err := check("free the execution", C.boxlite_exec_free(C.boxlite_exec(id), &cerr), &cerr)
 	e.stdout.close()
 	e.stderr.close()
 	e.file.Close()
@@ -325,7 +340,7 @@ func (w *stdinWriter) Write(p []byte) (int, error) {
 	}
 	var cerr *C.boxlite_error
 	st := C.boxlite_exec_write_stdin(C.boxlite_exec(id), (*C.uint8_t)(&p[0]), C.size_t(len(p)), &cerr)
-	if err := check("write stdin", st, cerr); err != nil {
+	if err := check("write stdin", st, &cerr); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -345,5 +360,5 @@ func (w *stdinWriter) Close() error {
 		return err
 	}
 	var cerr *C.boxlite_error
-	return check("close stdin", C.boxlite_exec_close_stdin(C.boxlite_exec(id), &cerr), cerr)
+	return check("close stdin", C.boxlite_exec_close_stdin(C.boxlite_exec(id), &cerr), &cerr)
 }

@@ -83,7 +83,7 @@ func buildOptions(opts []BoxOption) (C.boxlite_options, error) {
 	}
 	var options C.boxlite_options
 	var cerr *C.boxlite_error
-	if err := check("box options", C.boxlite_options_new(&options, &cerr), cerr); err != nil {
+	if err := check("box options", C.boxlite_options_new(&options, &cerr), &cerr); err != nil {
 		return 0, err
 	}
 	if err := applyOptions(options, &cfg); err != nil {
@@ -117,7 +117,7 @@ func applyOptions(o C.boxlite_options, cfg *boxConfig) error {
 	do := func(what string, call func() C.boxlite_status) {
 		if failed == nil {
 			cerr = nil
-			failed = check(what, call(), cerr)
+			failed = check(what, call(), &cerr)
 		}
 	}
 	if cfg.name != "" {

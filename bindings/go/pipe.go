@@ -10,6 +10,44 @@ import (
 // back (as with an OS pipe, a stream nobody reads eventually stops the command).
 const pipeLimit = 1 << 20
 
+// output is where the chunks of one stream go: a pipe the user reads, or the user's writer.
+type output interface {
+	write(b []byte)
+	// end marks the end of the stream (io.EOF, or why the output ended).
+	end(err error)
+	// close drops the rest.
+	close()
+	// failure is the error that lost output, if any, for Wait.
+	failure() error
+}
+
+// outputTo is the output of a stream: into w when given, else a pipe (also returned as the
+// reader for the Execution).
+func outputTo(w io.Writer) (output, io.Reader) {
+	if w != nil {
+		return &writerOutput{w: w}, nil
+	}
+	p := newPipe()
+	return p, p
+}
+
+// writerOutput copies a stream into the user's writer. Only the execution's reader goroutine
+// uses it until the output ends; Wait reads err after that.
+type writerOutput struct {
+	w   io.Writer
+	err error
+}
+
+func (o *writerOutput) write(b []byte) {
+	if o.err == nil {
+		_, o.err = o.w.Write(b)
+	}
+}
+
+func (o *writerOutput) end(error)      {}
+func (o *writerOutput) close()         {}
+func (o *writerOutput) failure() error { return o.err }
+
 // pipe is a bounded in-memory pipe: the execution's reader goroutine writes chunks of one
 // stream, the user reads them.
 type pipe struct {
@@ -58,8 +96,14 @@ func (p *pipe) close() {
 	p.cond.Broadcast()
 }
 
+// failure is nil: a reader sees the pipe's error itself.
+func (p *pipe) failure() error { return nil }
+
 // Read reads buffered output, waiting for some; io.EOF after the end.
 func (p *pipe) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for p.buf.Len() == 0 && p.err == nil && !p.closed {

@@ -71,3 +71,27 @@ func TestClosedPipeDropsWritesAndFailsReads(t *testing.T) {
 		t.Errorf("Read after close = %v", err)
 	}
 }
+
+type failingWriter struct{ writes int }
+
+func (w *failingWriter) Write(b []byte) (int, error) {
+	w.writes++
+	return 0, errors.New("disk full")
+}
+
+func TestWriterOutputKeepsTheFirstErrorAndDropsTheRest(t *testing.T) {
+	w := &failingWriter{}
+	out, reader := outputTo(w)
+	if reader != nil {
+		t.Fatal("a stream into a writer has no reader")
+	}
+	out.write([]byte("a"))
+	out.write([]byte("b"))
+	out.end(io.EOF)
+	if w.writes != 1 || out.failure() == nil || out.failure().Error() != "disk full" {
+		t.Errorf("%d writes, failure %v; want 1 write and the writer's error", w.writes, out.failure())
+	}
+	if p, r := outputTo(nil); p.failure() != nil || r == nil {
+		t.Error("a pipe output has a reader and no failure of its own")
+	}
+}

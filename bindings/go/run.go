@@ -25,9 +25,9 @@ func (b *Box) Run(ctx context.Context, name string, args ...string) (*Result, er
 	return b.RunCmd(ctx, Cmd{Path: name, Args: args})
 }
 
-// RunCmd runs cmd like Run (cmd.Stdin is ignored).
+// RunCmd runs cmd like Run (cmd.Stdin, Stdout and Stderr are ignored).
 func (b *Box) RunCmd(ctx context.Context, cmd Cmd) (*Result, error) {
-	cmd.Stdin = false
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = false, nil, nil
 	e, err := b.ExecCmd(ctx, cmd)
 	if err != nil {
 		return nil, err

@@ -58,7 +58,7 @@ func Open(opts ...RuntimeOption) (*Runtime, error) {
 	var out C.boxlite_runtime
 	var cerr *C.boxlite_error
 	st := C.boxlite_runtime_open_with_assets(strs[0], strs[1], strs[2], strs[3], &out, &cerr)
-	if err := check("open runtime", st, cerr); err != nil {
+	if err := check("open runtime", st, &cerr); err != nil {
 		return nil, err
 	}
 	rt := &Runtime{}
@@ -76,7 +76,7 @@ func (rt *Runtime) Close() error {
 	}
 	runtime.SetFinalizer(rt, nil)
 	var cerr *C.boxlite_error
-	return check("close runtime", C.boxlite_runtime_close(C.boxlite_runtime(id), &cerr), cerr)
+	return check("close runtime", C.boxlite_runtime_close(C.boxlite_runtime(id), &cerr), &cerr)
 }
 
 func (rt *Runtime) handle() (C.boxlite_runtime, error) {
@@ -100,7 +100,7 @@ func (rt *Runtime) Create(ctx context.Context, opts ...BoxOption) (*Box, error) 
 	defer C.boxlite_options_free(options, nil)
 	var out C.boxlite_box
 	var cerr *C.boxlite_error
-	if err := check("create box", C.boxlite_create(h, options, &out, &cerr), cerr); err != nil {
+	if err := check("create box", C.boxlite_create(h, options, &out, &cerr), &cerr); err != nil {
 		return nil, err
 	}
 	return newBox(rt, out)
@@ -120,7 +120,7 @@ func (rt *Runtime) Get(nameOrID string) (*Box, error) {
 	}
 	var out C.boxlite_box
 	var cerr *C.boxlite_error
-	if err := check("get box "+nameOrID, C.boxlite_get(h, name, &out, &cerr), cerr); err != nil {
+	if err := check("get box "+nameOrID, C.boxlite_get(h, name, &out, &cerr), &cerr); err != nil {
 		return nil, err
 	}
 	return newBox(rt, out)
@@ -141,7 +141,7 @@ func (rt *Runtime) List() ([]BoxEntry, error) {
 	}
 	var list *C.boxlite_box_list
 	var cerr *C.boxlite_error
-	if err := check("list boxes", C.boxlite_list(h, &list, &cerr), cerr); err != nil {
+	if err := check("list boxes", C.boxlite_list(h, &list, &cerr), &cerr); err != nil {
 		return nil, err
 	}
 	defer C.boxlite_box_list_free(list)
@@ -172,5 +172,5 @@ func (rt *Runtime) Remove(nameOrID string, force bool) error {
 		return err
 	}
 	var cerr *C.boxlite_error
-	return check("remove box "+nameOrID, C.boxlite_remove(h, name, C.bool(force), &cerr), cerr)
+	return check("remove box "+nameOrID, C.boxlite_remove(h, name, C.bool(force), &cerr), &cerr)
 }

@@ -131,7 +131,11 @@ export interface ExecOptions {
   timeoutMs?: number;
   /** Whether `execution.stdin` is a Writable (else the command's stdin is /dev/null). */
   stdin?: boolean;
-  /** Aborting kills the command (SIGKILL) and makes wait() reject with an AbortError. */
+  /**
+   * Aborting kills the command (SIGKILL) and makes wait() reject with an AbortError; aborting
+   * while exec() is under way makes it reject with an AbortError (killing the box's VMM when
+   * that exec is the one booting the box).
+   */
   signal?: AbortSignal;
 }
 
@@ -190,10 +194,15 @@ export declare class Execution {
   readonly stdin: Writable | null;
   /**
    * How the command ended, once its output has been pushed to stdout and stderr (and a
-   * flowing stream has emitted 'end'). Rejects with an AbortError when the exec's signal aborted.
+   * flowing stream has emitted 'end'). Rejects with an AbortError when the exec's signal aborted,
+   * and with the BoxliteError of a failed output (the box killed or stopped meanwhile, a guest
+   * error); the streams then end, emitting 'error' only when something listens for it.
    */
   wait(): Promise<ExitStatus>;
-  /** Sends a signal (a name such as 'SIGTERM', or a number; default SIGKILL) to the command. */
+  /**
+   * Sends a signal (a name such as 'SIGTERM', or a number; default SIGKILL) to the command.
+   * Throws a BoxliteError once the command has ended, or after close().
+   */
   kill(signal?: NodeJS.Signals | number): void;
   /** Frees the handle, killing a command still running. Idempotent. */
   close(): void;

@@ -362,12 +362,25 @@ impl ExecControl {
         )
     }
 
-    /// Sends `signal` to the command's process group.
+    /// Sends `signal` to the command's process group. A SIGKILL never waits behind a stdin
+    /// write that the guest is not taking (frames cannot interleave on the connection): then
+    /// it aborts the connection instead, which makes the agent kill the command.
     pub fn kill(&self, signal: i32) -> Result<()> {
-        self.send(
-            &ExecInput::Kill { signal },
-            "cannot send a signal request to the guest agent",
-        )
+        let request = ExecInput::Kill { signal };
+        let context = "cannot send a signal request to the guest agent";
+        if signal != libc::SIGKILL {
+            return self.send(&request, context);
+        }
+        match self.writer.try_lock() {
+            Ok(mut writer) => wire::write_frame(&mut *writer, &request, context),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                wire::write_frame(&mut *poisoned.into_inner(), &request, context)
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.abort();
+                Ok(())
+            }
+        }
     }
 }
 
@@ -714,6 +727,29 @@ mod tests {
         let mut rest = Vec::new();
         std::io::Read::read_to_end(&mut agent, &mut rest).unwrap();
         assert!(rest.is_empty(), "the agent side sees the connection closed");
+    }
+
+    #[test]
+    fn sigkill_does_not_wait_behind_a_blocked_stdin_write() {
+        let (host, mut agent) = UnixStream::pair().unwrap();
+        let control = ExecControl {
+            socket: Arc::new(host.try_clone().unwrap()),
+            writer: Arc::new(Mutex::new(host)),
+        };
+        // The agent reads nothing: the write fills the socket and blocks holding the writer.
+        let writer = {
+            let control = control.clone();
+            thread::spawn(move || control.write_stdin(&vec![0u8; 16 << 20]))
+        };
+        while control.writer.try_lock().is_ok() {
+            thread::yield_now();
+        }
+        control.kill(libc::SIGKILL).unwrap();
+        // The connection was shut down: the blocked write fails, the agent sees the end.
+        assert!(writer.join().unwrap().is_err());
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut agent, &mut rest).unwrap();
+        assert!(rest.len() < 16 << 20, "the stdin write was cut short");
     }
 
     /// An exec handle whose agent sends `chunks` stdout frames of `chunk` bytes, then exits 0.

@@ -198,6 +198,8 @@ impl BoxHandle {
             stop_timeout_ms: u32::try_from(self.rt.inner.timeouts.guest_shutdown.as_millis())
                 .unwrap_or(u32::MAX),
         };
+        // Only to debug the shim's filters (the crash report of a seccomp kill says so).
+        config.seccomp = std::env::var_os("BOXLITE_NO_SECCOMP").is_none();
         Ok((config, uds))
     }
 

@@ -87,10 +87,19 @@ impl core::fmt::Display for ShimEnd {
                 message,
                 location: None,
             } => write!(f, "the VMM panicked: {message}"),
+            ShimEnd::Signal { signal: SIGSYS } => write!(
+                f,
+                "the VMM was killed by SIGSYS: its seccomp filter refused a system call (a \
+                 boxlite bug: please report it; BOXLITE_NO_SECCOMP=1 runs boxes without the \
+                 filter to find the call)"
+            ),
             ShimEnd::Signal { signal } => write!(f, "the VMM was killed by signal {signal}"),
         }
     }
 }
+
+/// The signal of a seccomp kill on Linux.
+const SIGSYS: i32 = 31;
 
 #[cfg(test)]
 mod tests {
@@ -112,5 +121,18 @@ mod tests {
             location: Some("src/x.rs:1:2".to_string()),
         };
         assert_eq!(panic.to_string(), "the VMM panicked at src/x.rs:1:2: boom");
+    }
+
+    #[test]
+    fn a_sigsys_end_is_named_a_seccomp_kill() {
+        let sigsys = ShimEnd::Signal { signal: 31 }.to_string();
+        assert!(
+            sigsys.contains("seccomp") && sigsys.contains("BOXLITE_NO_SECCOMP=1"),
+            "{sigsys}"
+        );
+        assert_eq!(
+            ShimEnd::Signal { signal: 9 }.to_string(),
+            "the VMM was killed by signal 9"
+        );
     }
 }

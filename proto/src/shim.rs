@@ -9,7 +9,7 @@ use crate::frame::{decode_frame, encode_frame, FrameError};
 
 /// Version of [`ShimConfig`]; bumped on any incompatible change so an old shim refuses a new
 /// config with a clear message instead of misreading it.
-pub const SHIM_CONFIG_VERSION: u32 = 2;
+pub const SHIM_CONFIG_VERSION: u32 = 3;
 
 /// Everything one shim process needs to run one VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,9 @@ pub struct ShimConfig {
     pub log_level: LogLevel,
     /// How the shim reports its end and reacts to its parent going away.
     pub supervision: Supervision,
+    /// Confine each of the shim's threads to its seccomp allow-list before the guest runs (a
+    /// system call outside it kills the shim with SIGSYS). Off only to debug the filters.
+    pub seccomp: bool,
 }
 
 /// What a supervising host runtime asks of the shim beyond running the VM. The default (all
@@ -178,6 +181,7 @@ impl ShimConfig {
             vm,
             log_level,
             supervision: Supervision::default(),
+            seccomp: true,
         }
     }
 

@@ -37,6 +37,7 @@ FLAGS:
     --console DEST      where the serial console goes: a file path (appended to) or '-' for
                         stdout; repeat for both [default: -]
     --log-level LEVEL   error, warn, info, debug or trace [default: info]
+    --no-seccomp        run without the per-thread seccomp filters (to debug them only)
     -h, --help          this text
     -V, --version       the shim version
 
@@ -83,6 +84,7 @@ fn parse_flags(args: &[String]) -> Result<ShimConfig, String> {
     let mut disks = Vec::new();
     let mut vsock_uds = None;
     let mut guest_cid = DEFAULT_GUEST_CID;
+    let mut seccomp = true;
 
     let mut iter = args.iter();
     while let Some(flag) = iter.next() {
@@ -125,6 +127,7 @@ fn parse_flags(args: &[String]) -> Result<ShimConfig, String> {
                     format!("unknown log level '{level}' (error, warn, info, debug, trace)")
                 })?;
             }
+            "--no-seccomp" => seccomp = false,
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
@@ -146,7 +149,9 @@ fn parse_flags(args: &[String]) -> Result<ShimConfig, String> {
         disks,
         vsock,
     };
-    Ok(ShimConfig::new(vm, log_level))
+    let mut config = ShimConfig::new(vm, log_level);
+    config.seccomp = seccomp;
+    Ok(config)
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
@@ -177,6 +182,7 @@ mod tests {
         assert_eq!(config.vm.kernel, "/k");
         assert_eq!(config.vm.cmdline, DEFAULT_CMDLINE);
         assert_eq!((config.vm.mem_mib, config.vm.vcpus), (256, 1));
+        assert!(config.seccomp, "the filters are on unless --no-seccomp");
         assert_eq!(
             config.vm.console,
             ConsoleConfig {
@@ -218,6 +224,7 @@ mod tests {
             "/run/v.sock",
             "--vsock-cid",
             "7",
+            "--no-seccomp",
         ];
         let Ok(Command::EncodeConfig(config)) = parse(&args(&list)) else {
             panic!()
@@ -240,6 +247,7 @@ mod tests {
             }
         );
         assert_eq!(config.log_level, LogLevel::Debug);
+        assert!(!config.seccomp);
         assert_eq!(
             config.vm.disks,
             vec![

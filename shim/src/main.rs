@@ -4,15 +4,19 @@
 
 mod args;
 mod logger;
+mod privileges;
+mod seccomp;
 mod signals;
 mod supervision;
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boxlite_proto::blocking::read_frame;
 use boxlite_proto::{ShimConfig, ShimEnd, VmOutcome, EXIT_USAGE};
+use boxlite_vmm_core::ThreadHooks;
 
 use crate::args::Command;
 
@@ -64,10 +68,20 @@ fn run_vm(config: ShimConfig, start: Instant) -> ShimEnd {
         Ok(vmm) => vmm,
         Err(e) => return vmm_error(e.to_string()),
     };
+    // The VM's files and sockets are open: what the shim may do from here on shrinks.
+    if let Err(e) = privileges::drop_after_setup() {
+        return vmm_error(e);
+    }
+    let confine = |kind| config.seccomp.then_some(kind);
+    if !config.seccomp {
+        log::warn!("seccomp is off (--no-seccomp): the VMM's threads are not confined");
+    } else if let Err(e) = seccomp::report_refused_calls() {
+        return vmm_error(e);
+    }
     if let Err(e) = vmm
         .shutdown_handle()
         .map_err(io::Error::other)
-        .and_then(signals::forward_to)
+        .and_then(|handle| signals::forward_to(handle, confine(seccomp::ThreadKind::Worker)))
     {
         return vmm_error(format!("cannot watch for shutdown signals: {e}"));
     }
@@ -77,12 +91,29 @@ fn run_vm(config: ShimConfig, start: Instant) -> ShimEnd {
         if let Err(e) = vmm
             .shutdown_handle()
             .map_err(io::Error::other)
-            .and_then(|handle| supervision::watch(handle, uds, stop_timeout))
+            .and_then(|handle| {
+                supervision::watch(
+                    handle,
+                    uds,
+                    stop_timeout,
+                    confine(seccomp::ThreadKind::Worker),
+                )
+            })
         {
             return vmm_error(format!("cannot watch the watchdog pipe: {e}"));
         }
     }
-    match vmm.run() {
+    let hooks = if config.seccomp {
+        ThreadHooks {
+            vcpu: Some(Arc::new(|| seccomp::confine(seccomp::ThreadKind::Vcpu))),
+            event_loop: Some(Arc::new(|| {
+                seccomp::confine(seccomp::ThreadKind::EventLoop)
+            })),
+        }
+    } else {
+        ThreadHooks::default()
+    };
+    match vmm.run_with(&hooks) {
         Ok(exit) => {
             let _ = io::stdout().flush();
             let outcome = exit.end.outcome;

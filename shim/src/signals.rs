@@ -4,6 +4,8 @@
 
 use std::io;
 
+use crate::seccomp::ThreadKind;
+
 use boxlite_vmm_core::ShutdownHandle;
 
 const SHUTDOWN_SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
@@ -33,27 +35,25 @@ pub fn block_shutdown_signals() -> io::Result<()> {
 }
 
 /// Starts the thread that turns the first SIGTERM/SIGINT into a shutdown request.
-pub fn forward_to(handle: ShutdownHandle) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || loop {
-            let set = shutdown_set();
-            let mut signal: libc::c_int = 0;
-            // SAFETY: sigwait reads the valid set and writes the signal number into our local.
-            let rc = unsafe { libc::sigwait(&set, &mut signal) };
-            if rc != 0 {
-                log::error!("sigwait failed: {}", io::Error::from_raw_os_error(rc));
-                return;
-            }
-            let name = if signal == libc::SIGTERM {
-                "SIGTERM"
-            } else {
-                "SIGINT"
-            };
-            log::info!("received {name}: shutting the VM down");
-            if let Err(e) = handle.request() {
-                log::error!("cannot request the VM shutdown: {e}");
-            }
-        })?;
+pub fn forward_to(handle: ShutdownHandle, confine: Option<ThreadKind>) -> io::Result<()> {
+    crate::seccomp::spawn("signals", confine, move || loop {
+        let set = shutdown_set();
+        let mut signal: libc::c_int = 0;
+        // SAFETY: sigwait reads the valid set and writes the signal number into our local.
+        let rc = unsafe { libc::sigwait(&set, &mut signal) };
+        if rc != 0 {
+            log::error!("sigwait failed: {}", io::Error::from_raw_os_error(rc));
+            return;
+        }
+        let name = if signal == libc::SIGTERM {
+            "SIGTERM"
+        } else {
+            "SIGINT"
+        };
+        log::info!("received {name}: shutting the VM down");
+        if let Err(e) = handle.request() {
+            log::error!("cannot request the VM shutdown: {e}");
+        }
+    })?;
     Ok(())
 }

@@ -89,42 +89,41 @@ pub fn watch(
     shutdown: ShutdownHandle,
     vsock_uds: Option<String>,
     stop_timeout: Duration,
+    confine: Option<crate::seccomp::ThreadKind>,
 ) -> io::Result<()> {
     // SAFETY: fd 3 was checked by `prepare` and is owned by this thread from now on.
     let mut pipe = unsafe { std::fs::File::from_raw_fd(WATCHDOG_FD) };
-    std::thread::Builder::new()
-        .name("watchdog".into())
-        .spawn(move || {
-            let mut byte = [0u8; 64];
-            // The runtime never writes: any read that returns is the hang-up (or garbage, which
-            // is read past).
-            loop {
-                match pipe.read(&mut byte) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        log::error!("watchdog pipe: {e}; treating it as a hang-up");
-                        break;
-                    }
+    crate::seccomp::spawn("watchdog", confine, move || {
+        let mut byte = [0u8; 64];
+        // The runtime never writes: any read that returns is the hang-up (or garbage, which
+        // is read past).
+        loop {
+            match pipe.read(&mut byte) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::error!("watchdog pipe: {e}; treating it as a hang-up");
+                    break;
                 }
             }
-            log::warn!("the runtime that started this box is gone: shutting the box down");
-            if let Some(uds) = vsock_uds {
-                match ask_agent_to_shut_down(&PathBuf::from(uds)) {
-                    Ok(()) => log::info!("the guest agent is shutting the guest down"),
-                    Err(e) => log::warn!("cannot reach the guest agent ({e}); stopping the VM"),
-                }
-                std::thread::sleep(stop_timeout);
+        }
+        log::warn!("the runtime that started this box is gone: shutting the box down");
+        if let Some(uds) = vsock_uds {
+            match ask_agent_to_shut_down(&PathBuf::from(uds)) {
+                Ok(()) => log::info!("the guest agent is shutting the guest down"),
+                Err(e) => log::warn!("cannot reach the guest agent ({e}); stopping the VM"),
             }
-            if let Err(e) = shutdown.request() {
-                log::error!("cannot request the VM shutdown: {e}");
-            }
-            std::thread::sleep(LAST_RESORT_GRACE);
-            log::error!("the VM did not stop; killing the shim");
-            // SAFETY: SIGKILL to this very process: the documented last resort.
-            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
-        })?;
+            std::thread::sleep(stop_timeout);
+        }
+        if let Err(e) = shutdown.request() {
+            log::error!("cannot request the VM shutdown: {e}");
+        }
+        std::thread::sleep(LAST_RESORT_GRACE);
+        log::error!("the VM did not stop; killing the shim");
+        // SAFETY: SIGKILL to this very process: the documented last resort.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    })?;
     Ok(())
 }
 

@@ -8,6 +8,15 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Everything that can go wrong while building or running a VM.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A set-up step of the caller's on one of the VM's threads failed (see
+    /// [`crate::vmm::ThreadHooks`]), e.g. installing a seccomp filter.
+    #[error("setting up the {thread} thread: {reason}")]
+    ThreadSetup {
+        /// Which thread.
+        thread: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The VM configuration is invalid; the message says which field and why.
     #[error("invalid VM configuration: {0}")]
     InvalidConfig(String),

@@ -25,4 +25,4 @@ pub use builder::build_vm;
 pub use error::{Error, Result};
 pub use exit_monitor::VmEnd;
 pub use legacy::boot_timer::BootTime;
-pub use vmm::{ShutdownHandle, VmExit, Vmm};
+pub use vmm::{ShutdownHandle, ThreadHook, ThreadHooks, VmExit, Vmm};

@@ -64,6 +64,20 @@ pub struct VmExit {
     pub boot_time: Option<BootTime>,
 }
 
+/// A set-up step on one of the VM's threads.
+pub type ThreadHook = Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>;
+
+/// Work the caller runs on the VM's own threads before they start (the shim installs its
+/// seccomp filters here, each thread being the only one that can filter itself).
+#[derive(Default, Clone)]
+pub struct ThreadHooks {
+    /// Runs first on each vCPU thread, before its first KVM_RUN; an error stops the VM.
+    pub vcpu: Option<ThreadHook>,
+    /// Runs on the calling thread once every vCPU thread exists (so they do not inherit what it
+    /// installs), before the event loop; an error stops the VM.
+    pub event_loop: Option<ThreadHook>,
+}
+
 /// A VM ready to run. Built by [`crate::builder::build_vm`].
 pub struct Vmm {
     // Field order is drop order: vCPU fds before the VM fd, guest memory last.
@@ -98,7 +112,12 @@ impl Vmm {
     }
 
     /// Starts the vCPUs and runs until the VM ends, then stops every vCPU.
-    pub fn run(mut self) -> Result<VmExit> {
+    pub fn run(self) -> Result<VmExit> {
+        self.run_with(&ThreadHooks::default())
+    }
+
+    /// [`Vmm::run`], with `hooks` run on the vCPU threads and on this thread first.
+    pub fn run_with(mut self, hooks: &ThreadHooks) -> Result<VmExit> {
         install_kick_handler()?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(self.vcpus.len());
@@ -113,10 +132,14 @@ impl Vmm {
             let thread_stop = stop.clone();
             // The thread holds the guest memory so the mapping outlives its KVM_RUN calls.
             let memory = self.memory.clone();
+            let hook = hooks.vcpu.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
                 .spawn(move || {
-                    vcpu.run(&thread_stop, &reporter);
+                    match hook.map_or(Ok(()), |hook| hook()) {
+                        Ok(()) => vcpu.run(&thread_stop, &reporter),
+                        Err(reason) => vcpu.refuse_to_run(&reporter, &reason),
+                    }
                     drop(memory);
                 });
             match spawned {
@@ -131,6 +154,15 @@ impl Vmm {
             }
         }
 
+        if let Some(hook) = &hooks.event_loop {
+            if let Err(reason) = hook() {
+                stop_vcpus(&stop, threads);
+                return Err(Error::ThreadSetup {
+                    thread: "event loop".to_string(),
+                    reason,
+                });
+            }
+        }
         let end = loop {
             if let Some(end) = self
                 .monitor

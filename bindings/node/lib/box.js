@@ -5,6 +5,7 @@ const { koffi, ExecOptions } = require('./native');
 const { callSync, callAsync, takeString } = require('./call');
 const { Status, AbortError, closedError } = require('./errors');
 const { Execution } = require('./execution');
+const { cString, optionalCString, cStringArray, integer, U32_MAX } = require('./validate');
 
 /** `enum boxlite_box_state`, indexed by value. */
 const STATES = ['configured', 'starting', 'running', 'stopping', 'stopped', 'failed'];
@@ -42,7 +43,7 @@ class Box {
 
   /**
    * @param {object} runtime the Runtime the handle belongs to
-   * @param {number} handle a boxlite_box
+   * @param {bigint} handle a boxlite_box (koffi gives uint64_t handles as BigInts)
    */
   constructor(runtime, handle) {
     this.#runtime = runtime;
@@ -128,6 +129,11 @@ class Box {
 
   /**
    * Runs a command in the box (booting it first when it is not running).
+   *
+   * When `signal` aborts while the call is under way, this rejects with an AbortError once the
+   * call returned (an execution that came back is freed, which kills its command); when this
+   * call is the one booting the box, the box's VMM is killed at once (as in `start()`), so the
+   * boot ends early.
    * @param {string} cmd the program, looked up in the guest's PATH
    * @param {string[]} [args]
    * @param {object} [options] ExecOptions: env, cwd, uid, gid, timeoutMs, stdin, signal
@@ -138,31 +144,86 @@ class Box {
     const { env = {}, cwd, uid, gid, timeoutMs, stdin = false, signal } = opts;
     const handle = this.#live();
     if (signal?.aborted) throw abortError(signal);
-    const envList = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+    // Checked here: koffi would cut a string at a NUL and turn -1 or NaN into other numbers.
+    const fullArgv = [cString(cmd, 'cmd'), ...cStringArray(argv, 'args')];
+    const envList = Object.entries(env).map(([k, v]) => {
+      const key = cString(k, 'exec option env key');
+      if (key === '' || key.includes('=')) {
+        throw new TypeError(`exec option env key must be non-empty and without '=', got ${JSON.stringify(key)}`);
+      }
+      return `${key}=${cString(String(v), `exec option env.${key}`)}`;
+    });
+    const id = (v, what) => (v == null ? -1 : integer(v, what, { max: U32_MAX }));
     const cOptions = {
       struct_size: koffi.sizeof(ExecOptions),
-      argv: [cmd, ...argv],
-      argc: argv.length + 1,
+      argv: fullArgv,
+      argc: fullArgv.length,
       env: envList.length ? envList : null,
       envc: envList.length,
-      cwd: cwd ?? null,
-      uid: uid ?? -1,
-      gid: gid ?? -1,
-      timeout_ms: timeoutMs ?? 0,
+      cwd: optionalCString(cwd, 'exec option cwd'),
+      uid: id(uid, 'exec option uid'),
+      gid: id(gid, 'exec option gid'),
+      timeout_ms: timeoutMs == null ? 0 : integer(timeoutMs, 'exec option timeoutMs'),
       stdin: Boolean(stdin),
     };
     const out = [0];
-    await callAsync('boxlite_box_exec', handle, cOptions, out);
+    if (!signal) {
+      await callAsync('boxlite_box_exec', handle, cOptions, out);
+      return this.#execution(out[0], stdin, signal);
+    }
+    // boxlite_box_exec boots the box when it is not running (up to its ready timeout): whether
+    // this call is the one booting it is noted first, so that an abort kills only a boot of
+    // its own (a box already running, or being started by another call, is left alone).
+    const before = await this.state();
+    if (signal.aborted) throw abortError(signal);
+    const booting = before !== 'running' && before !== 'starting';
+    let aborted = false;
+    // Killed from the main thread, as in start(): the exec holds a worker, and a kill queued
+    // behind busy workers could wait for the very boot it is meant to end.
+    const onAbort = () => {
+      aborted = true;
+      if (!booting) return;
+      try {
+        callSync('boxlite_box_kill', handle);
+      } catch {
+        // The VMM may already be gone; the abort stands either way.
+      }
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
     try {
-      return new Execution(out[0], this, { stdin, signal });
+      await callAsync('boxlite_box_exec', handle, cOptions, out);
     } catch (e) {
-      callSync('boxlite_exec_free', out[0]);
+      if (!aborted) throw e;
+      throw abortError(signal, e);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+    if (aborted) {
+      // The command started before the abort was seen: freeing its handle kills it.
+      try {
+        callSync('boxlite_exec_free', out[0]);
+      } catch {
+        // Already invalid: nothing is left to free.
+      }
+      throw abortError(signal);
+    }
+    return this.#execution(out[0], stdin, signal);
+  }
+
+  /** The Execution of a handle boxlite_box_exec returned; the handle is freed if that fails. */
+  #execution(execHandle, stdin, signal) {
+    try {
+      return new Execution(execHandle, this, { stdin, signal });
+    } catch (e) {
+      callSync('boxlite_exec_free', execHandle);
       throw e;
     }
   }
 
   /**
-   * Runs a command to its end and captures its output.
+   * Runs a command to its end and captures its output. Rejects when the command's output
+   * fails (a BoxliteError: the box killed or stopped meanwhile, a guest error) or the signal
+   * aborts (an AbortError).
    * @param {string} cmd
    * @param {string[]} [args]
    * @param {object} [options] as for exec, without stdin
@@ -174,9 +235,15 @@ class Box {
     try {
       const stdout = [];
       const stderr = [];
-      execution.stdout.on('data', (chunk) => stdout.push(chunk));
-      execution.stderr.on('data', (chunk) => stderr.push(chunk));
+      // An output error (the box killed or stopped meanwhile, a guest error) is collected
+      // here rather than left as an unhandled 'error' event; wait() rejects with it too.
+      const errors = [];
+      for (const [stream, chunks] of [[execution.stdout, stdout], [execution.stderr, stderr]]) {
+        stream.on('data', (chunk) => chunks.push(chunk));
+        stream.on('error', (e) => errors.push(e));
+      }
       const { exitCode, signal } = await execution.wait();
+      if (errors.length) throw errors[0];
       return { stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr), exitCode, signal };
     } finally {
       execution.close();

@@ -9,6 +9,7 @@ const { native } = require('./native');
 const { callSync, callAsync, takeError } = require('./call');
 const { Status, AbortError, closedError } = require('./errors');
 const { poller } = require('./poller');
+const { integer } = require('./validate');
 
 const STREAM_NONE = 0;
 const STREAM_STDERR = 2;
@@ -26,7 +27,8 @@ const registry = new FinalizationRegistry((handle) => {
 
 /** A signal as its number: a number as is, or a name such as 'SIGTERM'. */
 function signalNumber(sig) {
-  if (typeof sig === 'number') return sig;
+  // Checked: koffi would turn 1.5 into 1 and NaN into 0 (0 signals nothing).
+  if (typeof sig === 'number') return integer(sig, 'signal', { min: 1, max: 64 });
   const number = os.constants.signals[sig];
   if (number === undefined) throw new TypeError(`unknown signal '${sig}'`);
   return number;
@@ -48,7 +50,7 @@ class Execution {
   #onAbort = () => this.#abort();
 
   /**
-   * @param {number} handle a boxlite_exec
+   * @param {bigint} handle a boxlite_exec (koffi gives uint64_t handles as BigInts)
    * @param {object} box the Box it runs in
    * @param {{ stdin?: boolean, signal?: AbortSignal }} options
    */
@@ -90,12 +92,18 @@ class Execution {
     return !this.#paused;
   }
 
-  /** Reads the pending output without blocking; called by the poller when `fd` is readable. */
+  /**
+   * Reads the pending output without blocking; called by the poller when `fd` is readable.
+   * A push() runs 'data' listeners synchronously, and one of them may close() the execution
+   * (freeing the handle) or end the output: the loop stops as soon as that happened, rather
+   * than reading a freed handle.
+   */
   drain() {
     const { fn } = native();
     const stream = [STREAM_NONE];
     const n = [0];
     for (;;) {
+      if (this.#closed || this.#outputEnded) return;
       const errOut = [null];
       const status = fn.boxlite_exec_read(this.#handle, stream, READ_BUFFER, READ_BUFFER.length, 0, n, errOut);
       const error = takeError(status, errOut[0]);
@@ -104,7 +112,9 @@ class Execution {
       if (n[0] === 0 && stream[0] === STREAM_NONE) return this.#endOutput();
       const target = stream[0] === STREAM_STDERR ? this.stderr : this.stdout;
       // Copied: READ_BUFFER is reused by the next read.
-      if (!target.push(Buffer.from(READ_BUFFER.subarray(0, n[0])))) {
+      const more = target.push(Buffer.from(READ_BUFFER.subarray(0, n[0])));
+      if (this.#closed || this.#outputEnded) return; // a listener closed the execution
+      if (!more) {
         this.#paused = true; // resumed by the Readable's next _read()
         return;
       }
@@ -136,12 +146,24 @@ class Execution {
     );
   }
 
+  /**
+   * The output failed (the box killed or stopped meanwhile, a guest error, the runtime
+   * closed): wait() rejects with `error`. A stream is destroyed with the error only when
+   * someone listens for 'error' (an async iterator, finished(), an explicit listener); else it
+   * just ends, since an 'error' event nobody listens for would crash the process. Nothing
+   * happens after close(): the handle is gone, and so is the interest in its output.
+   */
   #failOutput(error) {
+    if (this.#closed || this.#outputEnded) return;
     this.#outputEnded = true;
     poller.delete(this);
-    this.stdout.destroy(error);
-    this.stderr.destroy(error);
+    // Settled first, so that an 'error' listener that calls wait() sees the BoxliteError.
     this.#settle(null, error);
+    for (const stream of [this.stdout, this.stderr]) {
+      if (stream.destroyed) continue;
+      if (stream.listenerCount('error') > 0) stream.destroy(error);
+      else stream.push(null);
+    }
   }
 
   #settle(result, error) {
@@ -180,7 +202,9 @@ class Execution {
   /**
    * Resolves with how the command ended, once its output has been pushed to `stdout` and
    * `stderr`, and a stream in flowing mode (a 'data' listener or a pipe) has emitted 'end'.
-   * Rejects with an AbortError when the `signal` given to exec aborted first.
+   * Rejects with an AbortError when the `signal` given to exec aborted first, with the
+   * BoxliteError of a failed output (the box killed or stopped during the command, a guest
+   * error, the runtime closed), and with BOXLITE_INVALID_HANDLE after close().
    * @returns {Promise<{ exitCode: number, signal: number }>}
    */
   async wait() {
@@ -191,7 +215,11 @@ class Execution {
   }
 
   /**
-   * Sends a signal to the command's process group.
+   * Sends a signal to the command's process group. Synchronous: SIGKILL never waits (the
+   * library aborts a stdin write in progress); another signal may wait for a stdin write that
+   * the guest holds back. Throws a BoxliteError once the command has ended (there is no process
+   * left to signal; wait() still reports how it ended), and BOXLITE_INVALID_HANDLE after
+   * close(); a TypeError for an unknown signal name.
    * @param {string|number} [sig='SIGKILL'] a name such as 'SIGTERM', or a number
    */
   kill(sig = 'SIGKILL') {

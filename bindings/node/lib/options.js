@@ -3,26 +3,32 @@
 // synchronous call).
 
 const { callSync } = require('./call');
+const { cString, optionalCString, integer, u32 } = require('./validate');
 
 // Each option: how it is applied to the builder `o`. Unknown keys are refused, so that a typo
 // ('memoryMB') is not silently ignored.
+// Strings and numbers are checked first (validate.js): koffi would cut a string at a NUL and
+// turn -1 or NaN into another number without a word.
 const SETTERS = {
-  name: (o, v) => callSync('boxlite_options_set_name', o, v),
-  cpus: (o, v) => callSync('boxlite_options_set_cpus', o, v),
-  memoryMib: (o, v) => callSync('boxlite_options_set_memory_mib', o, v),
-  rootImage: (o, v) => callSync('boxlite_options_set_root_image', o, v),
-  workingDir: (o, v) => callSync('boxlite_options_set_working_dir', o, v),
+  name: (o, v) => callSync('boxlite_options_set_name', o, cString(v, 'box option name')),
+  cpus: (o, v) => callSync('boxlite_options_set_cpus', o, u32(v, 'box option cpus')),
+  memoryMib: (o, v) => callSync('boxlite_options_set_memory_mib', o, u32(v, 'box option memoryMib')),
+  rootImage: (o, v) => callSync('boxlite_options_set_root_image', o, cString(v, 'box option rootImage')),
+  workingDir: (o, v) => callSync('boxlite_options_set_working_dir', o, cString(v, 'box option workingDir')),
   detach: (o, v) => callSync('boxlite_options_set_detach', o, Boolean(v)),
   autoRemove: (o, v) => callSync('boxlite_options_set_auto_remove', o, Boolean(v)),
-  readyTimeoutMs: (o, v) => callSync('boxlite_options_set_ready_timeout_ms', o, v),
+  readyTimeoutMs: (o, v) =>
+    callSync('boxlite_options_set_ready_timeout_ms', o, integer(v, 'box option readyTimeoutMs')),
   disks: (o, disks) => {
-    for (const { path, readOnly = false } of disks) {
-      callSync('boxlite_options_add_disk', o, path, Boolean(readOnly));
-    }
+    if (!Array.isArray(disks)) throw new TypeError('box option disks must be an array of { path, readOnly }');
+    disks.forEach(({ path, readOnly = false }, i) => {
+      callSync('boxlite_options_add_disk', o, cString(path, `box option disks[${i}].path`), Boolean(readOnly));
+    });
   },
   env: (o, env) => {
     for (const [key, value] of Object.entries(env)) {
-      callSync('boxlite_options_add_env', o, key, String(value));
+      const k = cString(key, 'box option env key');
+      callSync('boxlite_options_add_env', o, k, cString(String(value), `box option env.${k}`));
     }
   },
 };
@@ -32,7 +38,7 @@ const SETTERS = {
  * together through one setter), and frees the builder afterwards, whatever happens.
  * @template T
  * @param {object} options BoxOptions
- * @param {(builder: number) => Promise<T>} use
+ * @param {(builder: bigint) => Promise<T>} use a boxlite_options handle (koffi gives uint64_t handles as BigInts)
  * @returns {Promise<T>}
  */
 async function withOptions(options, use) {
@@ -47,7 +53,9 @@ async function withOptions(options, use) {
       set(builder, value);
     }
     if (options.kernel !== undefined || options.initrd !== undefined) {
-      callSync('boxlite_options_set_kernel', builder, options.kernel ?? null, options.initrd ?? null);
+      const kernel = optionalCString(options.kernel, 'box option kernel');
+      const initrd = optionalCString(options.initrd, 'box option initrd');
+      callSync('boxlite_options_set_kernel', builder, kernel, initrd);
     }
     return await use(builder);
   } finally {

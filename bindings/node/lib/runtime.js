@@ -6,6 +6,7 @@ const { callAsync } = require('./call');
 const { closedError } = require('./errors');
 const { withOptions } = require('./options');
 const { Box, stateName } = require('./box');
+const { cString, optionalCString, cStringArray } = require('./validate');
 
 // Closes a runtime dropped without close(); on a worker, since the close can block.
 const registry = new FinalizationRegistry((handle) => {
@@ -23,7 +24,7 @@ class Runtime {
   #handle;
   #closed = false;
 
-  /** @param {number} handle a boxlite_runtime (use `Runtime.open`) */
+  /** @param {bigint} handle a boxlite_runtime (koffi gives uint64_t handles as BigInts; use `Runtime.open`) */
   constructor(handle) {
     this.#handle = handle;
     registry.register(this, handle, this);
@@ -37,11 +38,15 @@ class Runtime {
    * @returns {Promise<Runtime>}
    */
   static async open({ home, shim, kernel, initrd } = {}) {
+    home = optionalCString(home, 'runtime option home');
+    shim = optionalCString(shim, 'runtime option shim');
+    kernel = optionalCString(kernel, 'runtime option kernel');
+    initrd = optionalCString(initrd, 'runtime option initrd');
     const out = [0];
-    if (shim !== undefined || kernel !== undefined || initrd !== undefined) {
-      await callAsync('boxlite_runtime_open_with_assets', home ?? null, shim ?? null, kernel ?? null, initrd ?? null, out);
+    if (shim !== null || kernel !== null || initrd !== null) {
+      await callAsync('boxlite_runtime_open_with_assets', home, shim, kernel, initrd, out);
     } else {
-      await callAsync('boxlite_runtime_open', home ?? null, out);
+      await callAsync('boxlite_runtime_open', home, out);
     }
     return new Runtime(out[0]);
   }
@@ -70,7 +75,8 @@ class Runtime {
    */
   async get(nameOrId) {
     const out = [0];
-    await callAsync('boxlite_get', this.#live(), nameOrId, out);
+    const handle = this.#live();
+    await callAsync('boxlite_get', handle, cString(nameOrId, 'box name or id'), out);
     return new Box(this, out[0]);
   }
 
@@ -97,7 +103,8 @@ class Runtime {
    * @param {{ force?: boolean }} [options]
    */
   async remove(nameOrId, { force = false } = {}) {
-    await callAsync('boxlite_remove', this.#live(), nameOrId, Boolean(force));
+    const handle = this.#live();
+    await callAsync('boxlite_remove', handle, cString(nameOrId, 'box name or id'), Boolean(force));
   }
 
   /**
@@ -109,8 +116,9 @@ class Runtime {
    */
   async run(argv, options = {}) {
     const handle = this.#live();
+    const args = cStringArray(argv, 'argv');
     const out = [null];
-    await withOptions(options, (builder) => callAsync('boxlite_run', handle, builder, argv, argv.length, out));
+    await withOptions(options, (builder) => callAsync('boxlite_run', handle, builder, args, args.length, out));
     try {
       const r = koffi.decode(out[0], RunResult);
       return {

@@ -180,6 +180,72 @@ describe('a real box', () => {
     assert.equal(res.signal, 0);
   });
 
+  it("close() from a 'data' listener stops the output without an error", TIMEOUT, async (t) => {
+    if (!E2E) return t.skip(SKIP_REASON);
+    const ex = await box.exec('seq', ['1', '200000']);
+    let chunks = 0;
+    ex.stdout.on('data', () => {
+      chunks += 1;
+      ex.close(); // frees the handle while the poller is draining it
+    });
+    ex.stderr.resume();
+    await assert.rejects(ex.wait(), { code: 'BOXLITE_INVALID_HANDLE' });
+    await Promise.all([finished(ex.stdout), finished(ex.stderr)]);
+    await sleep(300); // a drain of the freed handle would have failed (and crashed) by now
+    assert.ok(chunks >= 1);
+    ex.close();
+  });
+
+  it('abort during exec on a running box rejects with an AbortError and leaves the box running', TIMEOUT, async (t) => {
+    if (!E2E) return t.skip(SKIP_REASON);
+    const ac = new AbortController();
+    const pending = box.exec('sleep', ['30'], { signal: ac.signal });
+    setImmediate(() => ac.abort());
+    await assert.rejects(pending, { name: 'AbortError' });
+    assert.equal(await box.state(), 'running');
+  });
+
+  it('abort during an exec that boots the box kills the boot', TIMEOUT, async (t) => {
+    if (!E2E) return t.skip(SKIP_REASON);
+    const other = await rt.create({ name: 'node-e2e-abort', memoryMib: 256 });
+    try {
+      const ac = new AbortController();
+      const started = Date.now();
+      const pending = other.exec('echo', ['never'], { signal: ac.signal });
+      setTimeout(() => ac.abort(), 100); // a boot takes longer than that
+      await assert.rejects(pending, { name: 'AbortError' });
+      assert.ok(Date.now() - started < 30_000, 'the abort ended the boot');
+    } finally {
+      other.close();
+      await rt.remove('node-e2e-abort', { force: true });
+    }
+  });
+
+  it('a box killed during a command rejects wait() and run() instead of crashing', TIMEOUT, async (t) => {
+    if (!E2E) return t.skip(SKIP_REASON);
+    const other = await rt.create({ name: 'node-e2e-kill', memoryMib: 256 });
+    try {
+      // No 'error' listener on either stream: an 'error' event would be uncaught.
+      const ex = await other.exec('sleep', ['30']);
+      // Settled into a value at once: a rejection before the await below is not unhandled.
+      const running = other.run('sleep', ['30']).then((r) => ({ r }), (e) => ({ e }));
+      await sleep(300);
+      await other.kill();
+      const outcome = await ex.wait().then((r) => ({ r }), (e) => ({ e }));
+      // The output fails (a BoxliteError), or at worst ends with the command killed.
+      if (outcome.e) assert.equal(outcome.e.name, 'BoxliteError', String(outcome.e));
+      else assert.notDeepEqual(outcome.r, { exitCode: 0, signal: 0 });
+      const ran = await running;
+      if (ran.e) assert.equal(ran.e.name, 'BoxliteError', String(ran.e));
+      else assert.ok(ran.r.exitCode !== 0 || ran.r.signal !== 0);
+      await sleep(100);
+      ex.close();
+    } finally {
+      other.close();
+      await rt.remove('node-e2e-kill', { force: true });
+    }
+  });
+
   it('rt.run boots a box for one command and removes it', TIMEOUT, async (t) => {
     if (!E2E) return t.skip(SKIP_REASON);
     const res = await rt.run(['echo', 'hello'], { memoryMib: 256 });

@@ -130,3 +130,52 @@ test('a home that is a regular file rejects with a clear error', async () => {
     return true;
   });
 });
+
+test('strings with a NUL and bad numbers are refused before any C call', async () => {
+  const rt = await openTemp();
+  try {
+    // koffi would cut 'a\0b' to 'a': refused instead, as the library refuses a bad name.
+    await assert.rejects(rt.create({ name: 'a\0b' }), (e) => {
+      assert.ok(e instanceof BoxliteError);
+      assert.equal(e.code, 'BOXLITE_INVALID_ARGUMENT');
+      assert.match(e.message, /NUL/);
+      return true;
+    });
+    await assert.rejects(rt.create({ env: { K: 'v\0w' } }), { code: 'BOXLITE_INVALID_ARGUMENT' });
+    await assert.rejects(rt.create({ env: { 'K\0': 'v' } }), { code: 'BOXLITE_INVALID_ARGUMENT' });
+    await assert.rejects(rt.create({ workingDir: '/tmp\0/x' }), { code: 'BOXLITE_INVALID_ARGUMENT' });
+    await assert.rejects(rt.create({ disks: [{ path: '/d\0isk' }] }), { code: 'BOXLITE_INVALID_ARGUMENT' });
+    await assert.rejects(rt.create({ kernel: '/k\0' }), { code: 'BOXLITE_INVALID_ARGUMENT' });
+    await assert.rejects(rt.get('a\0b'), { code: 'BOXLITE_INVALID_ARGUMENT' });
+    await assert.rejects(rt.remove('a\0b'), { code: 'BOXLITE_INVALID_ARGUMENT' });
+    await assert.rejects(rt.run(['echo', 'a\0b']), { code: 'BOXLITE_INVALID_ARGUMENT' });
+    await assert.rejects(Runtime.open({ home: '/tmp/x\0y' }), { code: 'BOXLITE_INVALID_ARGUMENT' });
+    // -1 would be u64::MAX and NaN 0; 1.5 would be 1.
+    await assert.rejects(rt.create({ readyTimeoutMs: -1 }), { name: 'RangeError', message: /readyTimeoutMs/ });
+    await assert.rejects(rt.create({ readyTimeoutMs: NaN }), { name: 'TypeError', message: /readyTimeoutMs/ });
+    await assert.rejects(rt.create({ cpus: 1.5 }), { name: 'TypeError', message: /cpus/ });
+    await assert.rejects(rt.create({ memoryMib: 2 ** 32 }), { name: 'RangeError', message: /memoryMib/ });
+    await assert.rejects(rt.create({ name: 7 }), { name: 'TypeError', message: /name/ });
+    assert.deepEqual(await rt.list(), []);
+
+    // exec checks its options before calling C, so a configured box is never booted here.
+    const box = await rt.create({ name: 'checks' });
+    try {
+      await assert.rejects(box.exec('echo', ['a\0b']), { code: 'BOXLITE_INVALID_ARGUMENT' });
+      await assert.rejects(box.exec('ec\0ho'), { code: 'BOXLITE_INVALID_ARGUMENT' });
+      await assert.rejects(box.exec('echo', { env: { K: 'v\0' } }), { code: 'BOXLITE_INVALID_ARGUMENT' });
+      await assert.rejects(box.exec('echo', { env: { 'K=V': 'x' } }), { name: 'TypeError' });
+      await assert.rejects(box.exec('echo', { cwd: '/\0tmp' }), { code: 'BOXLITE_INVALID_ARGUMENT' });
+      await assert.rejects(box.exec('echo', { uid: -1 }), { name: 'RangeError', message: /uid/ });
+      await assert.rejects(box.exec('echo', { gid: 0.5 }), { name: 'TypeError', message: /gid/ });
+      await assert.rejects(box.exec('echo', { timeoutMs: -5 }), { name: 'RangeError', message: /timeoutMs/ });
+      await assert.rejects(box.run('echo', { timeoutMs: NaN }), { name: 'TypeError', message: /timeoutMs/ });
+      assert.equal(await box.state(), 'configured');
+    } finally {
+      box.close();
+      await rt.remove('checks');
+    }
+  } finally {
+    await rt.close();
+  }
+});

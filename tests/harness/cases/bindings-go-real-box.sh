@@ -17,8 +17,9 @@ n=$(grep -c '^--- PASS: TestE2E' /tmp/go.out)
 # The README's example, as written.
 in_host_root BOXLITE_RUNTIME_DIR="$outer/c/runtime" BOXLITE_HOME=/tmp/go-home "$outer/go/hello" \
     >/tmp/hello.out 2>&1
-expect_eq 0 "$?" "status of the README's Go example"
+rc=$?
 cat /tmp/hello.out
+expect_eq 0 "$rc" "status of the README's Go example"
 grep -qx hello /tmp/hello.out || fail "the example did not print hello"
 grep -qx Linux /tmp/hello.out || fail "the example's uname -s did not print Linux"
 grep -qx "command: exit status 0" /tmp/hello.out || fail "the example's command did not succeed"

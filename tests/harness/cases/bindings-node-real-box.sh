@@ -17,6 +17,7 @@ grep -qx '# skipped 0' /tmp/node.out || fail "a Node test was skipped"
 # The README's example, as written.
 in_host_root BOXLITE_LIBRARY="$lib" BOXLITE_RUNTIME_DIR="$outer/c/runtime" BOXLITE_HOME=/tmp/node-home \
     node "$outer/node/examples/hello.js" >/tmp/hello.out 2>&1
-expect_eq 0 "$?" "status of the README's Node example"
+rc=$?
 cat /tmp/hello.out
+expect_eq 0 "$rc" "status of the README's Node example"
 grep -qx hello /tmp/hello.out || fail "the example did not print hello"

@@ -45,6 +45,24 @@ pub struct StopReporter {
     pub event: EventFd,
 }
 
+impl StopReporter {
+    /// Sends `stopped` and wakes the event loop.
+    fn report(&self, stopped: VcpuStopped) {
+        let index = stopped.index;
+        log::debug!(
+            "vCPU {index} stopping: {}: {}",
+            stopped.outcome,
+            stopped.detail
+        );
+        // A send error means the VMM is already tearing down; nothing is left to tell.
+        if self.sender.send(stopped).is_ok() {
+            if let Err(e) = self.event.write(1) {
+                log::error!("vCPU {index} cannot wake the event loop: {e}");
+            }
+        }
+    }
+}
+
 /// What to do after an exit was handled.
 enum Next {
     Continue,
@@ -111,23 +129,22 @@ impl Vcpu {
                 Next::Stop(outcome, detail) => (outcome, detail),
                 Next::InternalError => (VmOutcome::KvmInternalError, self.internal_error_detail()),
             };
-            log::debug!("vCPU {index} stopping: {outcome}: {detail}");
-            // A send error means the VMM is already tearing down; nothing is left to tell.
-            if reporter
-                .sender
-                .send(VcpuStopped {
-                    index,
-                    outcome,
-                    detail,
-                })
-                .is_ok()
-            {
-                if let Err(e) = reporter.event.write(1) {
-                    log::error!("vCPU {index} cannot wake the event loop: {e}");
-                }
-            }
+            reporter.report(VcpuStopped {
+                index,
+                outcome,
+                detail,
+            });
             return;
         }
+    }
+
+    /// Reports that this vCPU cannot run at all: its thread's set-up failed.
+    pub fn refuse_to_run(self, reporter: &StopReporter, reason: &str) {
+        reporter.report(VcpuStopped {
+            index: self.index,
+            outcome: VmOutcome::VmmError,
+            detail: format!("setting up the vCPU {} thread: {reason}", self.index),
+        });
     }
 
     /// Describes a KVM_EXIT_INTERNAL_ERROR: KVM's suberror code and data words, plus where the
