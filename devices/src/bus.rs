@@ -86,9 +86,7 @@ impl Bus {
 /// Locks a device, recovering from a poisoned lock: a vCPU thread that panicked while holding it
 /// must not take every other vCPU down with it.
 fn lock(device: &SharedDevice) -> std::sync::MutexGuard<'_, dyn BusDevice + 'static> {
-    device
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    boxlite_proto::sync::lock(device)
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 //! code refuses or reports bad values, it never panics on them.
 
 #![deny(missing_docs)]
+// Guest-controlled sizes flow through this crate: every narrowing cast is checked or argued.
+#![cfg_attr(not(test), warn(clippy::cast_possible_truncation))]
 
 pub mod bus;
 pub mod error;

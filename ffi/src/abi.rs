@@ -4,7 +4,7 @@
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use boxlite_lifecycle::{
@@ -273,7 +273,7 @@ fn options(id: boxlite_options) -> Result<Arc<Mutex<BoxOptions>>> {
 /// Changes the options of builder `id`.
 fn edit(id: boxlite_options, f: impl FnOnce(&mut BoxOptions)) -> Result<()> {
     let options = options(id)?;
-    f(&mut options.lock().unwrap_or_else(PoisonError::into_inner));
+    f(&mut boxlite_proto::sync::lock(&options));
     Ok(())
 }
 
@@ -710,10 +710,7 @@ fn options_or_default(options: boxlite_options) -> Result<BoxOptions> {
         return Ok(BoxOptions::default());
     }
     let options = self::options(options)?;
-    let copy = options
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let copy = boxlite_proto::sync::lock(&options).clone();
     Ok(copy)
 }
 
@@ -1051,6 +1048,7 @@ mod tests {
     fn status_names_cover_unknown_values() {
         // SAFETY: boxlite_status_name returns static NUL-terminated strings.
         let name = |s| {
+            // SAFETY: boxlite_status_name returns a static NUL-terminated string.
             unsafe { CStr::from_ptr(boxlite_status_name(s)) }
                 .to_str()
                 .unwrap()

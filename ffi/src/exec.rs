@@ -123,7 +123,7 @@ impl Exec {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        boxlite_proto::sync::lock(&self.state)
     }
 
     /// Makes the eventfd readable (the caller holds the state lock).
@@ -580,13 +580,15 @@ mod tests {
         let id = start(&path);
         let null = std::ptr::null_mut();
         let mut fd = -1;
-        // SAFETY (here and below): valid out pointers and buffers.
+        // SAFETY: valid handles, out pointers and buffers of the stated lengths.
+        // SAFETY: valid handles, out pointers and buffers of the stated lengths.
         assert_eq!(unsafe { boxlite_exec_fd(id, &mut fd, null) }, BOXLITE_OK);
         assert!(readable(fd, 5000));
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         loop {
             let mut buf = [0u8; 3];
             let (mut stream, mut n) = (boxlite_stream::BOXLITE_STREAM_NONE, 0);
+            // SAFETY: valid handles, out pointers and buffers of the stated lengths.
             let status = unsafe {
                 boxlite_exec_read(id, &mut stream, buf.as_mut_ptr(), 3, 5000, &mut n, null)
             };
@@ -602,11 +604,14 @@ mod tests {
             (&b"hello\n"[..], &b"oops"[..])
         );
         let (mut code, mut signal) = (0, -1);
+        // SAFETY: valid handles, out pointers and buffers of the stated lengths.
         let status = unsafe { boxlite_exec_wait(id, 5000, &mut code, &mut signal, null) };
         assert_eq!((status, code, signal), (BOXLITE_OK, 3, 0));
         assert!(readable(fd, 0), "the end stays pending");
+        // SAFETY: valid handles, out pointers and buffers of the stated lengths.
         assert_eq!(unsafe { boxlite_exec_free(id, null) }, BOXLITE_OK);
         assert_eq!(
+            // SAFETY: valid handles, out pointers and buffers of the stated lengths.
             unsafe { boxlite_exec_wait(id, 0, std::ptr::null_mut(), std::ptr::null_mut(), null) },
             BOXLITE_INVALID_HANDLE
         );
@@ -621,18 +626,22 @@ mod tests {
         let id = start(&path);
         let null = std::ptr::null_mut();
         let mut fd = -1;
-        // SAFETY (here and below): valid out pointers and buffers.
+        // SAFETY: valid handles, out pointers and buffers of the stated lengths.
+        // SAFETY: valid handles, out pointers and buffers of the stated lengths.
         assert_eq!(unsafe { boxlite_exec_fd(id, &mut fd, null) }, BOXLITE_OK);
         assert!(!readable(fd, 0));
         let mut buf = [0u8; 16];
         let (mut stream, mut n) = (boxlite_stream::BOXLITE_STREAM_NONE, 0);
         let status =
+            // SAFETY: valid handles, out pointers and buffers of the stated lengths.
             unsafe { boxlite_exec_read(id, &mut stream, buf.as_mut_ptr(), 16, 0, &mut n, null) };
         assert_eq!(status, BOXLITE_TIMEOUT);
         let status =
+            // SAFETY: valid handles, out pointers and buffers of the stated lengths.
             unsafe { boxlite_exec_wait(id, 20, std::ptr::null_mut(), std::ptr::null_mut(), null) };
         assert_eq!(status, BOXLITE_TIMEOUT);
         // Freeing shuts the connection: the agent sees it end.
+        // SAFETY: valid handles, out pointers and buffers of the stated lengths.
         assert_eq!(unsafe { boxlite_exec_free(id, null) }, BOXLITE_OK);
         agent.join().unwrap();
     }
@@ -646,18 +655,21 @@ mod tests {
         let home_c = std::ffi::CString::new(home.to_str().unwrap()).unwrap();
         let null = std::ptr::null_mut();
         let mut rt = 0;
-        // SAFETY (here and below): valid strings and out pointers.
+        // SAFETY: valid NUL-terminated strings and out pointers.
+        // SAFETY: valid handles, out pointers and buffers of the stated lengths.
         let status = unsafe { crate::abi::boxlite_runtime_open(home_c.as_ptr(), &mut rt, null) };
         assert_eq!(status, BOXLITE_OK);
         let session = boxlite_lifecycle::GuestSession::unix(&path);
         let running = session.exec(ExecRequest::new(["x"])).unwrap();
         let id = registry::insert(Kind::Exec, rt, Exec::start(running).unwrap());
         assert_eq!(
+            // SAFETY: valid handles, out pointers and buffers of the stated lengths.
             unsafe { crate::abi::boxlite_runtime_close(rt, null) },
             BOXLITE_OK
         );
         let mut fd = -1;
         assert_eq!(
+            // SAFETY: valid handles, out pointers and buffers of the stated lengths.
             unsafe { boxlite_exec_fd(id, &mut fd, null) },
             BOXLITE_INVALID_HANDLE
         );

@@ -5,7 +5,7 @@
 //! and the slot index (bits 0..32). Freeing bumps the slot's generation, so an old id stops
 //! matching even after the slot is reused; id 0 is never handed out.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 
@@ -58,7 +58,7 @@ const GENERATION_MASK: u32 = 0x00ff_ffff;
 /// The registry is only changed by single pushes and field writes, so a panic elsewhere while
 /// it was locked cannot leave it half-updated.
 fn registry() -> MutexGuard<'static, Registry> {
-    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+    boxlite_proto::sync::lock(&REGISTRY)
 }
 
 fn pack(kind: Kind, generation: u32, index: u32) -> u64 {

@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use boxlite_proto::agent::{
@@ -329,7 +329,7 @@ pub struct ExecControl {
 
 impl ExecControl {
     fn send(&self, input: &ExecInput, context: &'static str) -> Result<()> {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut writer = boxlite_proto::sync::lock(&self.writer);
         wire::write_frame(&mut *writer, input, context)
     }
 

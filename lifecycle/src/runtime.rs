@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use boxlite_proto::{BoxState, JournalRecord};
@@ -226,11 +226,8 @@ pub(crate) struct Inner {
     pub reaping: Arc<Mutex<HashSet<String>>>,
 }
 
-/// The poisoned-lock policy in one place: a panic while a lock was held cannot leave these maps
-/// half-updated (each update is one insert or remove), so the data is still good to use.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// Locks past poisoning (the tree's one policy: `boxlite_proto::sync`).
+pub(crate) use boxlite_proto::sync::lock;
 
 /// The boxes of one home folder. Cheap to clone; usable from any thread.
 #[derive(Debug, Clone)]

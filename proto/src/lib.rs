@@ -20,6 +20,8 @@ pub mod frame;
 pub mod journal;
 pub mod outcome;
 pub mod shim;
+#[cfg(feature = "std")]
+pub mod sync;
 
 pub use exit::{ExitRecord, ShimEnd, EXIT_FILE_NAME};
 pub use frame::{

@@ -115,11 +115,7 @@ impl log::Log for StderrLogger {
         }
         let (file, line) = (record.file().unwrap_or("?"), record.line().unwrap_or(0));
         let elapsed = self.start.elapsed();
-        let verdict = self
-            .per_site
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .verdict(file, line, elapsed);
+        let verdict = boxlite_proto::sync::lock(&self.per_site).verdict(file, line, elapsed);
         let Verdict::Write { suppressed } = verdict else {
             return;
         };

@@ -325,11 +325,12 @@ mod tests {
 
     #[test]
     fn a_forbidden_system_call_kills_with_sigsys_and_an_allowed_one_does_not() {
-        // SAFETY (both bodies): raw system calls with no memory arguments.
+        // SAFETY: a raw system call with integer arguments only.
         let allowed = in_confined_child(ThreadKind::Vcpu, || unsafe {
             libc::syscall(libc::SYS_getpid);
         });
         assert_eq!(allowed, 0, "getpid is on every list");
+        // SAFETY: a raw system call with integer arguments only.
         let forbidden = in_confined_child(ThreadKind::Vcpu, || unsafe {
             libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_STREAM, 0);
         });
@@ -338,6 +339,7 @@ mod tests {
             libc::SIGSYS,
             "a vCPU thread may not open sockets"
         );
+        // SAFETY: a raw system call with integer arguments only.
         let inet = in_confined_child(ThreadKind::EventLoop, || unsafe {
             libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0);
         });
@@ -346,6 +348,7 @@ mod tests {
             libc::SIGSYS,
             "the event loop may open Unix sockets only"
         );
+        // SAFETY: a raw system call with integer arguments only.
         let exec = in_confined_child(ThreadKind::Worker, || unsafe {
             libc::syscall(libc::SYS_execve, 0, 0, 0);
         });

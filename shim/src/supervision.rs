@@ -38,8 +38,9 @@ pub fn prepare(supervision: &Supervision) -> Result<(), String> {
     };
     close_from(first_to_close);
     if supervision.watchdog {
-        // SAFETY: fstat writes into the zeroed stat we own; fd 3 is only inspected.
+        // SAFETY: all zeroes is a valid stat.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat writes into the stat we own; fd 3 is only inspected.
         if unsafe { libc::fstat(WATCHDOG_FD, &mut stat) } != 0
             || stat.st_mode & libc::S_IFMT != libc::S_IFIFO
         {
@@ -160,7 +161,7 @@ static EXIT_FILE: Mutex<Option<PathBuf>> = Mutex::new(None);
 /// Arms the exit file: [`record_end`] and a panic write it there.
 pub fn arm_exit_file(path: Option<String>) {
     let Some(path) = path else { return };
-    *EXIT_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(PathBuf::from(path));
+    *boxlite_proto::sync::lock(&EXIT_FILE) = Some(PathBuf::from(path));
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let message = info
@@ -181,7 +182,7 @@ pub fn arm_exit_file(path: Option<String>) {
 /// leaves the normal one).
 pub fn record_end(end: ShimEnd) {
     // The lock is taken once and never released to a second writer: `take` disarms it.
-    let Some(path) = EXIT_FILE.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+    let Some(path) = boxlite_proto::sync::lock(&EXIT_FILE).take() else {
         return;
     };
     let record = ExitRecord {

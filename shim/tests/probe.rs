@@ -66,6 +66,7 @@ fn boot(kernel: &str, scenario: &str, extra: &[&str]) -> Run {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn each_entry_path_starts_the_probe_with_its_command_line() {
     for (kernel, tag) in [("probe-pvh", "pvh"), ("probe-linux64", "linux64")] {
         boot(kernel, "hello", &[])
@@ -77,6 +78,7 @@ fn each_entry_path_starts_the_probe_with_its_command_line() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn memory_map_matches_the_layout_below_4g() {
     for kernel in PROTOCOLS {
         boot(kernel, "memmap", &[])
@@ -88,6 +90,7 @@ fn memory_map_matches_the_layout_below_4g() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn memory_above_the_mmio_hole_is_mapped_past_4g() {
     // 4 GiB of guest RAM: 3 GiB below the hole, 1 GiB from 4 GiB up. Anonymous memory is only
     // touched where the guest writes, so this costs the host almost nothing.
@@ -107,6 +110,7 @@ fn memory_above_the_mmio_hole_is_mapped_past_4g() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn mp_table_lists_every_vcpu_and_the_ioapic() {
     for kernel in PROTOCOLS {
         boot(kernel, "mptable", &["--vcpus", "3"])
@@ -116,6 +120,7 @@ fn mp_table_lists_every_vcpu_and_the_ioapic() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn application_processors_come_up_through_init_sipi() {
     for kernel in PROTOCOLS {
         for vcpus in ["2", "4"] {
@@ -127,6 +132,7 @@ fn application_processors_come_up_through_init_sipi() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn boot_timer_write_is_logged() {
     let run = boot("probe-pvh", "boottimer", &[]);
     run.expect(VmOutcome::GuestReset)
@@ -139,6 +145,7 @@ fn boot_timer_write_is_logged() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn panic_banner_then_reset_is_a_guest_panic() {
     for kernel in PROTOCOLS {
         let run = boot(kernel, "panic", &[]);
@@ -152,6 +159,7 @@ fn panic_banner_then_reset_is_a_guest_panic() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn triple_fault_is_its_own_outcome() {
     for kernel in PROTOCOLS {
         boot(kernel, "triplefault", &[]).expect(VmOutcome::TripleFault);
@@ -159,6 +167,7 @@ fn triple_fault_is_its_own_outcome() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn sigterm_shuts_a_hung_guest_down() {
     let mut child = Command::new(SHIM)
         .arg("--kernel")
@@ -187,6 +196,7 @@ fn sigterm_shuts_a_hung_guest_down() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn config_on_stdin_boots_like_flags() {
     let kernel = probe("probe-linux64");
     let encoded = Command::new(SHIM)
@@ -217,6 +227,7 @@ fn config_on_stdin_boots_like_flags() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn console_can_go_to_a_file_only() {
     let path =
         std::env::temp_dir().join(format!("boxlite-probe-console-{}.log", std::process::id()));
@@ -236,6 +247,7 @@ fn console_can_go_to_a_file_only() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn unusable_kernels_and_configs_fail_with_a_reason() {
     let missing = boot_raw(&["--kernel", "/nonexistent/vmlinux"], None);
     assert_eq!(missing.outcome, Some(VmOutcome::VmmError));
@@ -370,6 +382,7 @@ mod supervision {
     }
 
     #[test]
+    #[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
     fn each_end_is_recorded_in_the_exit_file() {
         let pvh = probe("probe-pvh");
         let pvh = pvh.to_str().unwrap();
@@ -405,6 +418,7 @@ mod supervision {
     }
 
     #[test]
+    #[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
     fn a_watchdog_that_is_not_a_pipe_is_a_usage_error() {
         let path = exit_path("watchdog");
         let mut config = config(probe("probe-pvh").to_str().unwrap(), "probe=hello", &path);

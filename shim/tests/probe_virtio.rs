@@ -196,6 +196,7 @@ impl Run {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn block_devices_read_write_flush_and_refuse_read_only_writes() {
     for kernel in PROTOCOLS {
         let dir = Scratch::new(&format!("blk-{kernel}"));
@@ -240,6 +241,7 @@ fn block_devices_read_write_flush_and_refuse_read_only_writes() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn vsock_streams_work_in_both_directions() {
     for kernel in PROTOCOLS {
         let dir = Scratch::new(&format!("vs-{kernel}"));
@@ -292,6 +294,7 @@ fn vsock_streams_work_in_both_directions() {
 }
 
 #[test]
+#[ignore = "needs /dev/kvm and the probe guests: scripts/test.sh --tier probe"]
 fn vsock_connect_without_host_listener_is_refused() {
     let dir = Scratch::new("vs-refused");
     let uds = dir.path("v.sock");

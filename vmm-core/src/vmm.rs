@@ -164,13 +164,7 @@ impl Vmm {
             }
         }
         let end = loop {
-            if let Some(end) = self
-                .monitor
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .end()
-                .cloned()
-            {
+            if let Some(end) = boxlite_proto::sync::lock(&self.monitor).end().cloned() {
                 break end;
             }
             if let Err(e) = self.event_manager.run() {
@@ -182,7 +176,7 @@ impl Vmm {
             }
         };
         stop_vcpus(&stop, threads);
-        let boot_time = *self.boot_time.lock().unwrap_or_else(|p| p.into_inner());
+        let boot_time = *boxlite_proto::sync::lock(&self.boot_time);
         Ok(VmExit { end, boot_time })
     }
 }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
 use crate::sys;
@@ -48,7 +48,7 @@ impl Reaper {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u32, OwnedFd>> {
         // The map stays consistent whatever a panicking holder was doing.
-        self.children.lock().unwrap_or_else(PoisonError::into_inner)
+        boxlite_proto::sync::lock(&self.children)
     }
 
     /// Collects every exited child, handing the statuses of registered ones to their pipes.

@@ -80,10 +80,7 @@ impl BusDevice for BootTimer {
             time.cpu.as_micros(),
             time.cpu.as_millis()
         );
-        self.reported
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(time);
+        boxlite_proto::sync::lock(&self.reported).get_or_insert(time);
     }
 }
 

@@ -24,11 +24,11 @@ pub struct PanicWatch {
 impl PanicWatch {
     /// The guest's panic line, if it printed one.
     pub fn panic_line(&self) -> Option<String> {
-        self.line.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        boxlite_proto::sync::lock(&self.line).clone()
     }
 
     fn record(&self, line: &[u8]) {
-        let mut slot = self.line.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = boxlite_proto::sync::lock(&self.line);
         if slot.is_none() {
             *slot = Some(String::from_utf8_lossy(line).trim_end().to_string());
         }

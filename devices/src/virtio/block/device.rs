@@ -20,6 +20,9 @@ use crate::virtio::{ActiveQueue, QueueEvents, VirtioDevice, VirtioInterrupt, VIR
 use crate::{Error, Result};
 
 /// Queue size offered to the driver.
+/// The sector size as the config space spells it.
+#[expect(clippy::cast_possible_truncation, reason = "512 fits")]
+const SECTOR_SIZE_U32: u32 = SECTOR_SIZE as u32;
 const QUEUE_SIZE: u16 = 256;
 /// Data segments per request: the chain minus its header and status descriptors (no indirect
 /// descriptors are offered, so a chain is at most the queue size).
@@ -86,7 +89,7 @@ impl Block {
             avail_features |= 1 << VIRTIO_BLK_F_RO;
         }
         Ok(Block {
-            config: BlockConfig::new(disk.sectors, SEG_MAX, SECTOR_SIZE as u32),
+            config: BlockConfig::new(disk.sectors, SEG_MAX, SECTOR_SIZE_U32),
             disk,
             id,
             avail_features,

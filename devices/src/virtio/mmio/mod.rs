@@ -542,6 +542,7 @@ impl BusDevice for MmioTransport {
 fn feature_page(features: u64, page: u32) -> u32 {
     match page {
         // Truncation to the selected half is the point.
+        #[expect(clippy::cast_possible_truncation, reason = "the low half is wanted")]
         0 => features as u32,
         1 => (features >> 32) as u32,
         _ => 0,
@@ -551,7 +552,5 @@ fn feature_page(features: u64, page: u32) -> u32 {
 /// Locks the device, recovering from a poisoned lock: the device's state is still the best
 /// description of what the guest set up, and one panicked thread must not stop the others.
 fn lock(device: &Arc<Mutex<dyn VirtioDevice>>) -> MutexGuard<'_, dyn VirtioDevice + 'static> {
-    device
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    boxlite_proto::sync::lock(device)
 }

@@ -264,6 +264,7 @@ impl Muxer {
         };
         for event in &events[..count] {
             // Data is always a registered fd (see `epoll_ctl`).
+            #[expect(clippy::cast_possible_truncation, reason = "it was a RawFd")]
             let fd = event.data() as RawFd;
             let set = event.event_set();
             if fd == self.listener.as_raw_fd() {

@@ -224,7 +224,7 @@ impl<'a> RxBuffer<'a> {
         self.writer.write_all(&header.to_bytes()).map_err(err)?;
         self.writer.write_all(payload).map_err(err)?;
         // At most HEADER_SIZE + MAX_PAYLOAD bytes: fits in u32.
-        Ok(self.writer.bytes_written() as u32)
+        Ok(u32::try_from(self.writer.bytes_written()).unwrap_or(u32::MAX))
     }
 }
 

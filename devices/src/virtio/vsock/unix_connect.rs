@@ -24,7 +24,9 @@ pub fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
             "socket path too long for sun_path or contains a NUL byte",
         ));
     }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    #[expect(clippy::cast_possible_truncation, reason = "AF_UNIX is 1")]
+    let family = libc::AF_UNIX as libc::sa_family_t;
+    addr.sun_family = family;
     for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
         *dst = *src as libc::c_char;
     }
@@ -41,6 +43,8 @@ pub fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
     }
     // SAFETY: `fd` was just returned by socket and is owned by nobody else.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The path was checked to fit sun_path (108 bytes).
+    #[expect(clippy::cast_possible_truncation, reason = "at most 111 bytes")]
     let len = (std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
     // SAFETY: `addr` is a valid sockaddr_un that outlives the call and `len` does not exceed it.
     let rc = unsafe { libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) };
@@ -85,8 +89,8 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).unwrap();
         // A backlog of one keeps the test to a handful of descriptors.
-        // SAFETY: listen on a socket we own; it takes no pointers.
         assert_eq!(
+            // SAFETY: listen on a socket we own; it takes no pointers.
             unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 1) },
             0
         );

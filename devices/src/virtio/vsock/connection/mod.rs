@@ -341,10 +341,11 @@ impl Connection {
             }
             Ok(n) => {
                 // n <= credit <= u32::MAX.
-                self.rx_cnt += Wrapping(n as u32);
+                let n = u32::try_from(n).unwrap_or(u32::MAX);
+                self.rx_cnt += Wrapping(n);
                 self.pending.rw = true;
                 let mut header = self.header(OP_RW);
-                header.len = n as u32;
+                header.len = n;
                 Some(header)
             }
             // Interrupted: IN stays armed, so epoll reports the data again.
@@ -390,7 +391,8 @@ impl Connection {
         if events.contains(EventSet::OUT) && !self.tx_buf.is_empty() {
             match self.tx_buf.flush_to(&mut self.stream) {
                 Ok(n) => {
-                    self.fwd_cnt += Wrapping(n as u32);
+                    // A flush is at most the buffer (CONN_BUF_SIZE), far below u32::MAX.
+                    self.fwd_cnt += Wrapping(u32::try_from(n).unwrap_or(u32::MAX));
                     self.after_forward();
                 }
                 Err(e) => {
@@ -489,7 +491,7 @@ impl Connection {
             }
         }
         // written <= payload.len() <= MAX_PAYLOAD.
-        self.fwd_cnt += Wrapping(written as u32);
+        self.fwd_cnt += Wrapping(u32::try_from(written).unwrap_or(u32::MAX));
         if self.tx_buf.push(&payload[written..]).is_err() {
             warn!(
                 "vsock: guest overran its credit on {:?} ({} bytes buffered), resetting",
