@@ -2,6 +2,7 @@
 //! the VM, then stop every vCPU before returning.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use crate::vstate::vm::Vm;
 /// The event loop's subscribers: the exit monitor now, devices later.
 pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 
-/// How long the VMM keeps kicking a vCPU thread out of KVM_RUN before giving up on it.
+/// How long the VMM waits for a kicked vCPU thread to leave KVM_RUN before giving up on it.
 const VCPU_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Offset from SIGRTMIN of the signal that kicks vCPU threads out of KVM_RUN.
@@ -28,18 +29,19 @@ fn vcpu_kick_signal() -> i32 {
     SIGRTMIN()
 }
 
-extern "C" fn ignore_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
-
-/// Installs the (empty) kick handler once per process: its only job is to make KVM_RUN return
-/// EINTR so the vCPU loop re-checks its stop flag.
+/// Installs the kick handler once per process ([`crate::vstate::vcpu::kick`]): it makes
+/// KVM_RUN return EINTR so the vCPU loop re-checks its stop flag.
 fn install_kick_handler() -> Result<()> {
     static INSTALL: Once = Once::new();
     let mut result = Ok(());
     INSTALL.call_once(|| {
-        result = register_signal_handler(vcpu_kick_signal(), ignore_kick).map_err(|e| Error::Io {
-            what: "installing the vCPU kick signal handler",
-            source: std::io::Error::from_raw_os_error(e.errno()),
-        });
+        result =
+            register_signal_handler(vcpu_kick_signal(), crate::vstate::vcpu::kick).map_err(|e| {
+                Error::Io {
+                    what: "installing the vCPU kick signal handler",
+                    source: std::io::Error::from_raw_os_error(e.errno()),
+                }
+            });
     });
     result
 }
@@ -121,6 +123,8 @@ impl Vmm {
         install_kick_handler()?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(self.vcpus.len());
+        // Each vCPU thread says when it is done, so stopping waits without polling.
+        let (exited_tx, exited) = std::sync::mpsc::channel::<()>();
         for (index, vcpu) in self.vcpus.drain(..).enumerate() {
             let reporter = StopReporter {
                 sender: self.vcpu_reports.clone(),
@@ -133,9 +137,11 @@ impl Vmm {
             // The thread holds the guest memory so the mapping outlives its KVM_RUN calls.
             let memory = self.memory.clone();
             let hook = hooks.vcpu.clone();
+            let exited_tx = exited_tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
                 .spawn(move || {
+                    let _done = ExitNotice(exited_tx);
                     match hook.map_or(Ok(()), |hook| hook()) {
                         Ok(()) => vcpu.run(&thread_stop, &reporter),
                         Err(reason) => vcpu.refuse_to_run(&reporter, &reason),
@@ -145,7 +151,7 @@ impl Vmm {
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
-                    stop_vcpus(&stop, threads);
+                    stop_vcpus(&stop, threads, &exited);
                     return Err(Error::Io {
                         what: "spawning a vCPU thread",
                         source: e,
@@ -156,7 +162,7 @@ impl Vmm {
 
         if let Some(hook) = &hooks.event_loop {
             if let Err(reason) = hook() {
-                stop_vcpus(&stop, threads);
+                stop_vcpus(&stop, threads, &exited);
                 return Err(Error::ThreadSetup {
                     thread: "event loop".to_string(),
                     reason,
@@ -168,40 +174,62 @@ impl Vmm {
                 break end;
             }
             if let Err(e) = self.event_manager.run() {
-                stop_vcpus(&stop, threads);
+                stop_vcpus(&stop, threads, &exited);
                 return Err(Error::Io {
                     what: "waiting for VM events",
                     source: std::io::Error::other(format!("{e:?}")),
                 });
             }
         };
-        stop_vcpus(&stop, threads);
+        stop_vcpus(&stop, threads, &exited);
         let boot_time = *boxlite_proto::sync::lock(&self.boot_time);
         Ok(VmExit { end, boot_time })
     }
 }
 
-/// Sets the stop flag and kicks each vCPU thread out of KVM_RUN until it has returned. A signal
-/// can land just before a thread enters KVM_RUN, so one kick is not enough: keep kicking.
-fn stop_vcpus(stop: &AtomicBool, threads: Vec<JoinHandle<()>>) {
+/// Tells the VMM, when dropped at the end of a vCPU thread, that the thread is done.
+struct ExitNotice(std::sync::mpsc::Sender<()>);
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        // The receiver only goes when the VMM is done with the threads.
+        let _ = self.0.send(());
+    }
+}
+
+/// Sets the stop flag, kicks each vCPU thread once (the kick sets `immediate_exit`, so it
+/// cannot be lost however close to KVM_RUN it lands) and waits for the threads to end.
+fn stop_vcpus(stop: &AtomicBool, threads: Vec<JoinHandle<()>>, exited: &Receiver<()>) {
     stop.store(true, Ordering::Release);
-    let deadline = Instant::now() + VCPU_STOP_TIMEOUT;
-    for thread in threads {
-        let name = thread.thread().name().unwrap_or("vcpu").to_string();
-        while !thread.is_finished() {
-            if Instant::now() > deadline {
-                log::error!(
-                    "{name} did not leave KVM_RUN within {VCPU_STOP_TIMEOUT:?}; abandoning it"
-                );
-                break;
-            }
+    for thread in &threads {
+        if !thread.is_finished() {
             if let Err(e) = thread.kill(vcpu_kick_signal()) {
-                log::warn!("cannot signal {name}: {e}");
+                log::warn!("cannot signal {}: {e}", thread_name(thread));
             }
-            std::thread::sleep(Duration::from_millis(1));
         }
-        if thread.is_finished() && thread.join().is_err() {
+    }
+    // Every thread sends exactly one notice as it ends, whenever that was.
+    let deadline = Instant::now() + VCPU_STOP_TIMEOUT;
+    let mut ended = 0;
+    while ended < threads.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if exited.recv_timeout(left).is_err() {
+            break;
+        }
+        ended += 1;
+    }
+    let all_ended = ended == threads.len();
+    for thread in threads {
+        let name = thread_name(&thread);
+        // After its notice a thread only returns: joining it does not wait.
+        if !all_ended && !thread.is_finished() {
+            log::error!("{name} did not leave KVM_RUN within {VCPU_STOP_TIMEOUT:?}; abandoning it");
+        } else if thread.join().is_err() {
             log::error!("{name} panicked");
         }
     }
+}
+
+fn thread_name(thread: &JoinHandle<()>) -> String {
+    thread.thread().name().unwrap_or("vcpu").to_string()
 }

@@ -1,11 +1,12 @@
 //! vCPUs: configuration for a Linux guest, and the run loop that dispatches exits to the buses.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use kvm_bindings::{
-    CpuId, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+    kvm_run, CpuId, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
 };
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::GuestMemoryMmap;
@@ -43,6 +44,40 @@ pub struct StopReporter {
     pub sender: Sender<VcpuStopped>,
     /// Signalled after each report.
     pub event: EventFd,
+}
+
+thread_local! {
+    /// The `kvm_run` of the vCPU this thread runs (null elsewhere), for [`kick`].
+    static KVM_RUN: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Publishes this thread's `kvm_run` to [`kick`] while the vCPU runs; unpublishes it on drop,
+/// before the vCPU's mapping goes.
+struct KickTarget;
+
+impl KickTarget {
+    fn set(run: &mut kvm_run) -> KickTarget {
+        KVM_RUN.with(|slot| slot.set(run));
+        KickTarget
+    }
+}
+
+impl Drop for KickTarget {
+    fn drop(&mut self) {
+        KVM_RUN.with(|slot| slot.set(std::ptr::null_mut()));
+    }
+}
+
+/// The handler of the VMM's kick signal: sets `immediate_exit` on this thread's vCPU. A kick
+/// that lands just before KVM_RUN then makes it return at once with EINTR instead of being
+/// lost, so the VMM kicks each vCPU once and never polls.
+pub(crate) extern "C" fn kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let run = KVM_RUN.with(Cell::get);
+    if !run.is_null() {
+        // SAFETY: a non-null pointer is this thread's live kvm_run mapping (KickTarget clears
+        // it before the mapping is dropped), and only this thread writes immediate_exit.
+        unsafe { (*run).immediate_exit = 1 };
+    }
 }
 
 impl StopReporter {
@@ -111,19 +146,28 @@ impl Vcpu {
     }
 
     /// Runs the vCPU until the guest stops it, an error occurs, or `stop` is set (the VMM then
-    /// interrupts KVM_RUN with a signal). A stop caused by the guest or an error is reported.
+    /// kicks the thread once with [`kick`]). A stop caused by the guest or an error is reported.
     pub fn run(mut self, stop: &AtomicBool, reporter: &StopReporter) {
         let index = self.index;
+        let _kickable = KickTarget::set(self.fd.get_kvm_run());
         while !stop.load(Ordering::Acquire) {
+            let mut interrupted = false;
             let next = match self.fd.run() {
                 Ok(exit) => handle_exit(index, &self.pio, &self.mmio, exit),
                 // EINTR: the VMM kicked us (or another signal arrived): re-check `stop`.
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Next::Continue,
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    interrupted = true;
+                    Next::Continue
+                }
                 Err(e) => Next::Stop(
                     VmOutcome::VmmError,
                     format!("KVM_RUN failed on vCPU {index}: {e}"),
                 ),
             };
+            if interrupted {
+                // A kick may have set it (see `kick`); the next KVM_RUN must enter the guest.
+                self.fd.set_kvm_immediate_exit(0);
+            }
             let (outcome, detail) = match next {
                 Next::Continue => continue,
                 Next::Stop(outcome, detail) => (outcome, detail),
