@@ -157,15 +157,36 @@ fn legacy_devices(
     })
 }
 
+/// Logs how long each step of the VM build took, at debug level (the hot start-up path).
+struct StageTimer {
+    last: Instant,
+}
+
+impl StageTimer {
+    fn new(start: Instant) -> StageTimer {
+        StageTimer { last: start }
+    }
+
+    /// Logs the step that just ended.
+    fn done(&mut self, step: &str) {
+        let now = Instant::now();
+        log::debug!("build: {step} in {} us", (now - self.last).as_micros());
+        self.last = now;
+    }
+}
+
 /// Builds a VM ready to [`Vmm::run`]. Timing for the boot timer starts here.
 pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
     let start = Instant::now();
     let start_cpu = process_cpu_time();
     validate(config)?;
+    let mut stages = StageTimer::new(start);
 
     let vm = Vm::new()?;
+    stages.done("KVM VM");
     let memory = Arc::new(create_guest_memory(config.mem_mib)?);
     vm.register_memory(&memory)?;
+    stages.done("guest memory");
 
     // Devices first: their command-line entries are part of what the kernel is handed.
     let mut mmio = Bus::new();
@@ -173,11 +194,13 @@ pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
     virtio::attach_configured(&mut attacher, config)?;
     let (device_entries, device_subscribers) = attacher.finish();
     let legacy = legacy_devices(&vm, &config.console, &mut mmio, start, start_cpu)?;
+    stages.done("devices");
     let kernel = load_guest(
         &memory,
         config,
         &full_cmdline(&config.cmdline, &device_entries),
     )?;
+    stages.done("kernel and initrd");
     let (pio, mmio) = (Arc::new(legacy.pio), Arc::new(mmio));
 
     // vCPUs.
@@ -188,6 +211,7 @@ pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
         vcpu.configure(&base_cpuid, config.vcpus, &memory, kernel.entry)?;
         vcpus.push(vcpu);
     }
+    stages.done("vCPUs");
 
     // Event loop: the exit monitor and every device backend.
     let vcpu_stopped = eventfd("creating the vCPU stop eventfd")?;
@@ -213,6 +237,7 @@ pub fn build_vm(config: &VmConfig) -> Result<Vmm> {
         event_manager.add_subscriber(subscriber);
     }
 
+    stages.done("event loop");
     log::info!(
         "VM built in {} us: {} MiB, {} vCPU(s), {} virtio device(s), kernel entry {:?}",
         start.elapsed().as_micros(),
