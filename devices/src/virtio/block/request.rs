@@ -11,7 +11,7 @@
 //! them; that can only make it corrupt its own memory, since every access goes through
 //! bounds-checked guest memory.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use log::{error, warn};
 use virtio_bindings::virtio_blk::{
@@ -20,7 +20,10 @@ use virtio_bindings::virtio_blk::{
 };
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Reader, Writer};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
+use vm_memory::endian::{Le32, Le64};
+use vm_memory::{
+    Address, ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions,
+};
 
 use super::disk::{Disk, GuestSlice};
 use crate::virtio::drain::Chain;
@@ -175,17 +178,30 @@ fn parse<'m>(
             reader.available_bytes()
         )));
     }
-    let mut bytes = [0u8; HEADER_LEN];
-    reader
-        .read_exact(&mut bytes)
+    let wire: WireHeader = reader
+        .read_obj()
         .map_err(|e| Failure::Invalid(format!("header: {e}")))?;
-    let [t0, t1, t2, t3, _, _, _, _, s0, s1, s2, s3, s4, s5, s6, s7] = bytes;
     let header = Header {
-        request_type: u32::from_le_bytes([t0, t1, t2, t3]),
-        sector: u64::from_le_bytes([s0, s1, s2, s3, s4, s5, s6, s7]),
+        request_type: wire.request_type.into(),
+        sector: wire.sector.into(),
     };
     Ok((header, reader, writer))
 }
+
+/// A request's header as it lies in guest memory: `struct virtio_blk_outhdr`, little-endian.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct WireHeader {
+    request_type: Le32,
+    ioprio: Le32,
+    sector: Le64,
+}
+
+// SAFETY: little-endian integers laid out without padding (4 + 4 + 8 bytes, each naturally
+// aligned); every bit pattern is a valid value.
+unsafe impl ByteValued for WireHeader {}
+
+const _: () = assert!(std::mem::size_of::<WireHeader>() == HEADER_LEN);
 
 /// The byte offset of `len` bytes at `sector`, or why the range is refused.
 fn range(disk: &Disk, sector: u64, len: usize) -> Result<u64, Failure> {

@@ -8,7 +8,8 @@
 use std::io::{Read, Write};
 
 use virtio_queue::{DescriptorChain, Reader, Writer};
-use vm_memory::GuestMemoryMmap;
+use vm_memory::endian::{Le16, Le32, Le64};
+use vm_memory::{ByteValued, GuestMemoryMmap};
 
 /// Size of the virtio-vsock packet header (`struct virtio_vsock_hdr`).
 pub const HEADER_SIZE: usize = 44;
@@ -99,39 +100,64 @@ pub struct PacketHeader {
     pub fwd_cnt: u32,
 }
 
+/// [`PacketHeader`] as it lies in guest memory: `struct virtio_vsock_hdr`, packed,
+/// little-endian.
+#[derive(Clone, Copy, Default)]
+#[repr(C, packed)]
+struct WireHeader {
+    src_cid: Le64,
+    dst_cid: Le64,
+    src_port: Le32,
+    dst_port: Le32,
+    len: Le32,
+    type_: Le16,
+    op: Le16,
+    flags: Le32,
+    buf_alloc: Le32,
+    fwd_cnt: Le32,
+}
+
+// SAFETY: a packed struct of little-endian integers: no padding, and every bit pattern is a
+// valid value.
+unsafe impl ByteValued for WireHeader {}
+
+const _: () = assert!(std::mem::size_of::<WireHeader>() == HEADER_SIZE);
+
 impl PacketHeader {
     /// Decodes a header from its wire form.
     pub fn from_bytes(b: &[u8; HEADER_SIZE]) -> PacketHeader {
-        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
-        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
-        let u16_at = |o: usize| u16::from_le_bytes(b[o..o + 2].try_into().unwrap_or([0; 2]));
+        let mut wire = WireHeader::default();
+        wire.as_mut_slice().copy_from_slice(b);
         PacketHeader {
-            src_cid: u64_at(0),
-            dst_cid: u64_at(8),
-            src_port: u32_at(16),
-            dst_port: u32_at(20),
-            len: u32_at(24),
-            type_: u16_at(28),
-            op: u16_at(30),
-            flags: u32_at(32),
-            buf_alloc: u32_at(36),
-            fwd_cnt: u32_at(40),
+            src_cid: { wire.src_cid }.into(),
+            dst_cid: { wire.dst_cid }.into(),
+            src_port: { wire.src_port }.into(),
+            dst_port: { wire.dst_port }.into(),
+            len: { wire.len }.into(),
+            type_: { wire.type_ }.into(),
+            op: { wire.op }.into(),
+            flags: { wire.flags }.into(),
+            buf_alloc: { wire.buf_alloc }.into(),
+            fwd_cnt: { wire.fwd_cnt }.into(),
         }
     }
 
     /// Encodes the header in its wire form.
     pub fn to_bytes(self) -> [u8; HEADER_SIZE] {
+        let wire = WireHeader {
+            src_cid: self.src_cid.into(),
+            dst_cid: self.dst_cid.into(),
+            src_port: self.src_port.into(),
+            dst_port: self.dst_port.into(),
+            len: self.len.into(),
+            type_: self.type_.into(),
+            op: self.op.into(),
+            flags: self.flags.into(),
+            buf_alloc: self.buf_alloc.into(),
+            fwd_cnt: self.fwd_cnt.into(),
+        };
         let mut b = [0u8; HEADER_SIZE];
-        b[0..8].copy_from_slice(&self.src_cid.to_le_bytes());
-        b[8..16].copy_from_slice(&self.dst_cid.to_le_bytes());
-        b[16..20].copy_from_slice(&self.src_port.to_le_bytes());
-        b[20..24].copy_from_slice(&self.dst_port.to_le_bytes());
-        b[24..28].copy_from_slice(&self.len.to_le_bytes());
-        b[28..30].copy_from_slice(&self.type_.to_le_bytes());
-        b[30..32].copy_from_slice(&self.op.to_le_bytes());
-        b[32..36].copy_from_slice(&self.flags.to_le_bytes());
-        b[36..40].copy_from_slice(&self.buf_alloc.to_le_bytes());
-        b[40..44].copy_from_slice(&self.fwd_cnt.to_le_bytes());
+        b.copy_from_slice(wire.as_slice());
         b
     }
 }
