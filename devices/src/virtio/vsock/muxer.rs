@@ -182,22 +182,18 @@ impl Muxer {
                 }
                 RxItem::Conn(key) => {
                     self.queued.remove(&key);
-                    let Some(slot) = self.conns.get_mut(&key) else {
-                        continue;
-                    };
-                    match slot.conn.recv_pkt(buf) {
-                        Some(header) if header.op == OP_RST => {
+                    match self.with_conn(key, |slot| slot.conn.recv_pkt(buf)) {
+                        None | Some(None) => {}
+                        Some(Some(header)) if header.op == OP_RST => {
                             self.remove(key);
                             return Some(header);
                         }
-                        Some(header) => {
+                        Some(Some(header)) => {
                             if header.op == OP_CREDIT_REQUEST {
                                 debug!("vsock: {key:?} waits for guest credit");
                             }
-                            self.refresh(key);
                             return Some(header);
                         }
-                        None => self.refresh(key),
                     }
                 }
             }
@@ -232,20 +228,18 @@ impl Muxer {
             );
             return;
         }
-        match (header.op, self.conns.get_mut(&key)) {
-            (OP_RST, Some(_)) => self.remove(key),
-            (OP_RST, None) => {}
-            (OP_REQUEST, None) => self.connect_guest(key, header),
-            (OP_REQUEST, Some(slot)) => {
+        match (header.op, self.conns.contains_key(&key)) {
+            (OP_RST, true) => self.remove(key),
+            (OP_RST, false) => {}
+            (OP_REQUEST, false) => self.connect_guest(key, header),
+            (OP_REQUEST, true) => {
                 warn!("vsock: guest reused the ports of live connection {key:?}: resetting it");
-                slot.conn.reset();
-                self.refresh(key);
+                self.with_conn(key, |slot| slot.conn.reset());
             }
-            (_, Some(slot)) => {
-                slot.conn.send_pkt(header, payload);
-                self.refresh(key);
+            (_, true) => {
+                self.with_conn(key, |slot| slot.conn.send_pkt(header, payload));
             }
-            (op, None) => {
+            (op, false) => {
                 debug!("vsock: op {op} for unknown connection {key:?}: RST");
                 self.queue_rst(key);
             }
@@ -274,10 +268,7 @@ impl Muxer {
             } else if self.handshakes.contains_key(&fd) {
                 self.handshake(fd);
             } else if let Some(&key) = self.conn_fds.get(&fd) {
-                if let Some(slot) = self.conns.get_mut(&key) {
-                    slot.conn.notify(set);
-                }
-                self.refresh(key);
+                self.with_conn(key, |slot| slot.conn.notify(set));
             } else {
                 debug!("vsock: event for fd {fd}, which is gone");
             }
@@ -374,11 +365,20 @@ impl Muxer {
             host_initiated,
         };
         self.conns.insert(key, slot);
-        self.refresh(key);
+        // Registers it with epoll, the RX schedule and the timer.
+        self.with_conn(key, |_| ());
     }
 
-    /// Brings the epoll registration, the RX schedule and the timer in line with the
-    /// connection's state after it changed.
+    /// Runs `change` on connection `key` (None when there is no such connection), then
+    /// brings the epoll registration, the RX schedule and the timer in line with what it did.
+    /// The one way to touch a connection, so no change can go without its refresh.
+    fn with_conn<R>(&mut self, key: ConnKey, change: impl FnOnce(&mut Slot) -> R) -> Option<R> {
+        let result = change(self.conns.get_mut(&key)?);
+        self.refresh(key);
+        Some(result)
+    }
+
+    /// The bookkeeping after a change (only [`Muxer::with_conn`] calls it).
     fn refresh(&mut self, key: ConnKey) {
         let Some(slot) = self.conns.get_mut(&key) else {
             return;
@@ -470,13 +470,9 @@ impl Muxer {
             warn!("vsock: cannot clear the connection timer: {e}");
         }
         let now = Instant::now();
-        let expired: Vec<ConnKey> = self
-            .conns
-            .iter_mut()
-            .filter_map(|(key, slot)| slot.conn.expire(now).then_some(*key))
-            .collect();
-        for key in expired {
-            self.refresh(key);
+        let keys: Vec<ConnKey> = self.conns.keys().copied().collect();
+        for key in keys {
+            self.with_conn(key, |slot| slot.conn.expire(now));
         }
         let stalled: Vec<RawFd> = self
             .handshakes
