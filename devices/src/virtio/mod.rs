@@ -7,6 +7,7 @@
 //! are implemented on the same type, shared as `Arc<Mutex<..>>`: the transport drives it from the
 //! vCPU threads, the event loop from its own thread.
 
+pub mod activation;
 pub mod block;
 pub mod device;
 pub mod drain;
@@ -18,6 +19,7 @@ pub mod rng;
 pub(crate) mod test_utils;
 pub mod vsock;
 
+pub use activation::{Activation, Active};
 pub use device::{ActiveQueue, VirtioDevice};
 pub use interrupt::{InterruptKind, VirtioInterrupt};
 pub use queue_events::QueueEvents;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use boxlite_proto::DiskFormat;
-use log::{error, warn};
+use log::warn;
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
 };
@@ -16,7 +16,7 @@ use super::config::BlockConfig;
 use super::disk::{Disk, SECTOR_SIZE};
 use super::request::{handle_chain, ID_LEN};
 use crate::virtio::drain::drain_queue;
-use crate::virtio::{ActiveQueue, QueueEvents, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1};
+use crate::virtio::{Activation, ActiveQueue, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1};
 use crate::{Error, Result};
 
 /// Queue size offered to the driver.
@@ -48,13 +48,6 @@ pub struct BlockOptions {
     pub serial: String,
 }
 
-/// The state a running device works on.
-struct Active {
-    mem: GuestMemoryMmap,
-    interrupt: Arc<VirtioInterrupt>,
-    queue: Queue,
-}
-
 /// A virtio block device over a raw or qcow2 image. Share it as `Arc<Mutex<Block>>`: it is both the
 /// transport's [`VirtioDevice`] and an `event_manager::MutEventSubscriber` that serves the
 /// request queue.
@@ -64,8 +57,8 @@ pub struct Block {
     config: BlockConfig,
     avail_features: u64,
     acked_features: u64,
-    active: Option<Active>,
-    pub(super) events: QueueEvents,
+    /// Guest memory, interrupt and queues while the driver runs the device.
+    pub(super) state: Activation<Queue>,
 }
 
 impl Block {
@@ -94,8 +87,7 @@ impl Block {
             id,
             avail_features,
             acked_features: 0,
-            active: None,
-            events: QueueEvents::new()?,
+            state: Activation::new()?,
         })
     }
 
@@ -112,20 +104,20 @@ impl Block {
     /// Serves up to [`PASS_BUDGET`] available requests; called when the driver notifies the
     /// queue. When more may be waiting, the queue's event is re-armed for another pass.
     pub(super) fn process_queue(&mut self) {
-        let Some(active) = self.active.as_mut() else {
+        let Some(active) = self.state.active_mut() else {
             return;
         };
         let (disk, id) = (&self.disk, &self.id);
         let mem = &active.mem;
         let pass = drain_queue(
-            &mut active.queue,
+            &mut active.queues,
             mem,
             &active.interrupt,
             PASS_BUDGET,
             |chain| handle_chain(mem, chain, disk, id),
         );
         if pass.more {
-            self.events.rearm(0);
+            self.state.events.rearm(0);
         }
     }
 }
@@ -167,20 +159,11 @@ impl VirtioDevice for Block {
         queues: Vec<ActiveQueue>,
     ) -> Result<()> {
         let ActiveQueue { queue, notify } = ActiveQueue::take_single(queues, "block")?;
-        self.events.activate(vec![notify])?;
-        self.active = Some(Active {
-            mem,
-            interrupt,
-            queue,
-        });
-        Ok(())
+        self.state.activate(mem, interrupt, queue, vec![notify])
     }
 
     fn reset(&mut self) {
-        self.active = None;
+        self.state.reset("virtio-blk");
         self.acked_features = 0;
-        if let Err(e) = self.events.reset() {
-            error!("virtio-blk: {e}");
-        }
     }
 }

@@ -10,7 +10,7 @@ use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
 use crate::virtio::drain::{drain_queue, Chain};
-use crate::virtio::{ActiveQueue, QueueEvents, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1};
+use crate::virtio::{Activation, ActiveQueue, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1};
 use crate::{Error, Result};
 
 /// Queue size offered to the driver (Linux's hwrng asks for 32 bytes at a time).
@@ -22,19 +22,12 @@ const MAX_BYTES_PER_REQUEST: usize = 64 * 1024;
 /// reachable from safe std code; it is opened at construction, before any sandboxing.
 const ENTROPY_SOURCE: &str = "/dev/urandom";
 
-/// The state a running device works on.
-struct Active {
-    mem: GuestMemoryMmap,
-    interrupt: Arc<VirtioInterrupt>,
-    queue: Queue,
-}
-
 /// A virtio entropy device. Share it as `Arc<Mutex<Rng>>`: it is both the transport's
 /// [`VirtioDevice`] and an `event_manager::MutEventSubscriber` that serves the queue.
 pub struct Rng {
     source: File,
-    active: Option<Active>,
-    pub(super) events: QueueEvents,
+    /// Guest memory, interrupt and queues while the driver runs the device.
+    pub(super) state: Activation<Queue>,
     /// Staging buffer between the host source and guest memory, reused across requests.
     buffer: Vec<u8>,
 }
@@ -50,28 +43,27 @@ impl Rng {
     pub fn with_source(source: File) -> Result<Rng> {
         Ok(Rng {
             source,
-            active: None,
-            events: QueueEvents::new()?,
+            state: Activation::new()?,
             buffer: vec![0; 4096],
         })
     }
 
     /// Fills the available buffers; called when the driver notifies the queue.
     pub(super) fn process_queue(&mut self) {
-        let Some(active) = self.active.as_mut() else {
+        let Some(active) = self.state.active_mut() else {
             return;
         };
         let (source, buffer) = (&mut self.source, &mut self.buffer);
         let budget = usize::from(QUEUE_SIZE);
         let pass = drain_queue(
-            &mut active.queue,
+            &mut active.queues,
             &active.mem,
             &active.interrupt,
             budget,
             |chain| fill(chain, source, buffer),
         );
         if pass.more {
-            self.events.rearm(0);
+            self.state.events.rearm(0);
         }
     }
 }
@@ -140,20 +132,11 @@ impl VirtioDevice for Rng {
         queues: Vec<ActiveQueue>,
     ) -> Result<()> {
         let ActiveQueue { queue, notify } = ActiveQueue::take_single(queues, "rng")?;
-        self.events.activate(vec![notify])?;
-        self.active = Some(Active {
-            mem,
-            interrupt,
-            queue,
-        });
-        Ok(())
+        self.state.activate(mem, interrupt, queue, vec![notify])
     }
 
     fn reset(&mut self) {
-        self.active = None;
-        if let Err(e) = self.events.reset() {
-            error!("virtio-rng: {e}");
-        }
+        self.state.reset("virtio-rng");
     }
 }
 

@@ -6,11 +6,11 @@ use super::Rng;
 
 impl MutEventSubscriber for Rng {
     fn init(&mut self, ops: &mut EventOps) {
-        self.events.init(ops);
+        self.state.events.init(ops);
     }
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
-        if self.events.handle(&events, ops).is_some() {
+        if self.state.events.handle(&events, ops).is_some() {
             self.process_queue();
         }
     }

@@ -13,7 +13,7 @@ use super::muxer::Muxer;
 use super::packet::{read_tx_packet, RxBuffer, MAX_PAYLOAD};
 use super::VsockError;
 use crate::virtio::drain::drain_queue;
-use crate::virtio::{ActiveQueue, QueueEvents, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1};
+use crate::virtio::{Activation, ActiveQueue, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1};
 use crate::{Error, Result};
 
 /// Index of the RX queue (device to driver).
@@ -24,23 +24,14 @@ pub(super) const TX: usize = 1;
 const QUEUE_SIZE: u16 = 256;
 const QUEUE_SIZES: [u16; 3] = [QUEUE_SIZE; 3];
 
-/// The state a running device works on.
-struct Active {
-    mem: GuestMemoryMmap,
-    interrupt: Arc<VirtioInterrupt>,
-    /// RX, TX, event. The device never posts events (those are for live migration), so the
-    /// event queue's buffers just stay with it.
-    queues: Vec<Queue>,
-}
-
 /// A virtio-vsock device bridged to Unix sockets. Share it as `Arc<Mutex<Vsock>>`: it is both
 /// the transport's [`VirtioDevice`] and an `event_manager::MutEventSubscriber` that serves the
 /// queues and the host sockets.
 pub struct Vsock {
     guest_cid: u64,
     muxer: Muxer,
-    active: Option<Active>,
-    pub(super) events: QueueEvents,
+    /// Guest memory, interrupt and queues while the driver runs the device.
+    pub(super) state: Activation<Vec<Queue>>,
     /// Payload staging buffers between guest memory and the host streams.
     tx_payload: Vec<u8>,
     rx_payload: Vec<u8>,
@@ -58,8 +49,7 @@ impl Vsock {
         Ok(Arc::new(Mutex::new(Vsock {
             guest_cid,
             muxer,
-            active: None,
-            events: QueueEvents::new()?,
+            state: Activation::new()?,
             tx_payload: Vec::with_capacity(MAX_PAYLOAD),
             rx_payload: vec![0; MAX_PAYLOAD],
         })))
@@ -90,7 +80,7 @@ impl Vsock {
     /// The driver notified the TX queue: send up to a queue's worth of its packets (the TX
     /// event is re-armed when more may wait), then deliver the replies.
     pub(super) fn handle_tx_notify(&mut self) {
-        let Some(active) = self.active.as_mut() else {
+        let Some(active) = self.state.active_mut() else {
             return;
         };
         let (mem, muxer, payload) = (&active.mem, &mut self.muxer, &mut self.tx_payload);
@@ -110,7 +100,7 @@ impl Vsock {
             },
         );
         if pass.more {
-            self.events.rearm(TX);
+            self.state.events.rearm(TX);
         }
         self.process_rx();
     }
@@ -118,7 +108,7 @@ impl Vsock {
     /// Fills the guest's RX buffers with pending packets (also run when the driver adds RX
     /// buffers).
     pub(super) fn process_rx(&mut self) {
-        let Some(active) = self.active.as_mut() else {
+        let Some(active) = self.state.active_mut() else {
             return;
         };
         let queue = &mut active.queues[RX];
@@ -215,20 +205,11 @@ impl VirtioDevice for Vsock {
         }
         let (queues, notify): (Vec<Queue>, Vec<_>) =
             queues.into_iter().map(|q| (q.queue, q.notify)).unzip();
-        self.events.activate(notify)?;
-        self.active = Some(Active {
-            mem,
-            interrupt,
-            queues,
-        });
-        Ok(())
+        self.state.activate(mem, interrupt, queues, notify)
     }
 
     fn reset(&mut self) {
-        self.active = None;
+        self.state.reset("vsock");
         self.muxer.reset();
-        if let Err(e) = self.events.reset() {
-            error!("vsock: {e}");
-        }
     }
 }

@@ -13,7 +13,7 @@ use super::Vsock;
 
 impl MutEventSubscriber for Vsock {
     fn init(&mut self, ops: &mut EventOps) {
-        self.events.init(ops);
+        self.state.events.init(ops);
         if let Err(e) = ops.add(Events::new(self.muxer(), EventSet::IN)) {
             error!("vsock: cannot watch the host sockets: {e:?}; no connection will work");
         }
@@ -24,7 +24,7 @@ impl MutEventSubscriber for Vsock {
             self.handle_backend_event();
             return;
         }
-        match self.events.handle(&events, ops) {
+        match self.state.events.handle(&events, ops) {
             Some(TX) => self.handle_tx_notify(),
             // New RX buffers; or, after a wake-up (activation), packets queued before it.
             Some(RX) | None => self.process_rx(),
