@@ -94,6 +94,8 @@ pub struct Muxer {
     tx_budget: TxBudget,
     /// [`HANDSHAKE_TIMEOUT`], shortened by tests.
     handshake_timeout: Duration,
+    /// How long a connection's shutdown waits for the peer's RST.
+    shutdown_timeout: Duration,
 }
 
 impl Muxer {
@@ -128,6 +130,7 @@ impl Muxer {
             max_streams: MAX_CONNECTIONS,
             tx_budget: TxBudget::new(MAX_TOTAL_BUFFERED),
             handshake_timeout: HANDSHAKE_TIMEOUT,
+            shutdown_timeout: crate::virtio::vsock::SHUTDOWN_TIMEOUT,
         };
         muxer
             .epoll_ctl(
@@ -152,6 +155,13 @@ impl Muxer {
     #[cfg(test)]
     pub(crate) fn set_handshake_timeout(&mut self, timeout: Duration) {
         self.handshake_timeout = timeout;
+    }
+
+    /// Shortens the shutdown deadline of the connections made from now on, so that tests can
+    /// reach it.
+    #[cfg(test)]
+    pub(crate) fn set_shutdown_timeout(&mut self, timeout: Duration) {
+        self.shutdown_timeout = timeout;
     }
 
     /// Live connections.
@@ -353,7 +363,8 @@ impl Muxer {
         self.insert(conn, false);
     }
 
-    fn insert(&mut self, conn: Connection, host_initiated: bool) {
+    fn insert(&mut self, mut conn: Connection, host_initiated: bool) {
+        conn.set_shutdown_timeout(self.shutdown_timeout);
         let key = conn.key();
         self.conn_fds.insert(conn.as_raw_fd(), key);
         if host_initiated {

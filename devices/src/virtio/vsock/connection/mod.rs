@@ -113,6 +113,8 @@ pub struct Connection {
     host_write_shut: bool,
     /// When the connection is reset unless it progressed.
     deadline: Option<Instant>,
+    /// How long a shutdown may wait for the peer's RST ([`SHUTDOWN_TIMEOUT`]).
+    shutdown_timeout: Duration,
 }
 
 impl Connection {
@@ -170,7 +172,13 @@ impl Connection {
             host_hup: false,
             host_write_shut: false,
             deadline: None,
+            shutdown_timeout: SHUTDOWN_TIMEOUT,
         }
+    }
+
+    /// Replaces [`SHUTDOWN_TIMEOUT`] for this connection (tests reach the deadline with it).
+    pub(crate) fn set_shutdown_timeout(&mut self, timeout: Duration) {
+        self.shutdown_timeout = timeout;
     }
 
     /// The connection's ports.
@@ -364,7 +372,7 @@ impl Connection {
         if self.host_hup {
             flags |= SHUTDOWN_RCV;
             // The guest answers a full shutdown with RST; don't wait forever.
-            self.deadline = Some(Instant::now() + SHUTDOWN_TIMEOUT);
+            self.deadline = Some(Instant::now() + self.shutdown_timeout);
         }
         let new = flags & !self.shutdown_sent;
         self.shutdown_sent |= new;
@@ -444,7 +452,7 @@ impl Connection {
                 self.guest_shutdown |= header.flags & (SHUTDOWN_RCV | SHUTDOWN_SEND);
                 self.after_forward();
                 if self.guest_shutdown == SHUTDOWN_RCV | SHUTDOWN_SEND && !self.tx_buf.is_empty() {
-                    self.deadline = Some(Instant::now() + SHUTDOWN_TIMEOUT);
+                    self.deadline = Some(Instant::now() + self.shutdown_timeout);
                 }
             }
             (OP_CREDIT_UPDATE, _) => {}
