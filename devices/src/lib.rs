@@ -3,10 +3,12 @@
 //!
 //! Layout, one folder per concern:
 //! - [`bus`]: port-I/O and MMIO buses ([`bus::Bus`], [`bus::BusDevice`]).
+//! - [`legacy`]: the PC devices every VM has (COM1 with its console file, the CMOS RTC, the
+//!   i8042 reset line, the boot timer); the VMM wires them to its buses.
 //! - [`virtio`]: the [`virtio::VirtioDevice`] trait every device implements, the
 //!   [`virtio::VirtioInterrupt`] shared between a device and its transport, the
 //!   [`virtio::mmio::MmioTransport`] that exposes a device as a `virtio,mmio` window, and the
-//!   devices themselves ([`virtio::rng`], [`virtio::block`]).
+//!   devices themselves ([`virtio::rng`], [`virtio::block`], [`virtio::vsock`]).
 //!
 //! Everything a guest can write (MMIO registers, descriptors, request headers) is untrusted: the
 //! code refuses or reports bad values, it never panics on them.
@@ -17,6 +19,7 @@
 
 pub mod bus;
 pub mod error;
+pub mod legacy;
 pub mod virtio;
 
 pub use error::{Error, Result};

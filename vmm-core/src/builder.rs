@@ -17,18 +17,18 @@ use crate::boot;
 use crate::error::{Error, Result};
 use crate::exit_monitor::ExitMonitor;
 use crate::layout::{BOOT_TIMER_ADDR, CMOS_PORT, COM1_IRQ, COM1_PORT, I8042_PORT, MAX_VCPUS};
-use crate::legacy::boot_timer::{process_cpu_time, BootTime, BootTimer, BOOT_TIMER_LEN};
-use crate::legacy::cmos::{Cmos, CMOS_PORT_COUNT};
-use crate::legacy::console::{CappedFile, ConsoleSink, ConsoleWriter, PanicWatch};
-use crate::legacy::i8042::{I8042, I8042_PORT_COUNT};
-use crate::legacy::serial::{SerialDevice, SERIAL_PORT_COUNT};
-use crate::legacy::EventFdTrigger;
 use crate::memory::{create_guest_memory, memory_map};
 use crate::virtio::{self, VirtioAttacher};
 use crate::vmm::{Subscriber, Vmm};
 use crate::vstate::vcpu::Vcpu;
 use crate::vstate::vm::Vm;
 use boxlite_devices::bus::Bus;
+use boxlite_devices::legacy::boot_timer::{process_cpu_time, BootTime, BootTimer, BOOT_TIMER_LEN};
+use boxlite_devices::legacy::cmos::{Cmos, CMOS_PORT_COUNT};
+use boxlite_devices::legacy::console::{CappedFile, ConsoleSink, ConsoleWriter, PanicWatch};
+use boxlite_devices::legacy::i8042::{I8042, I8042_PORT_COUNT};
+use boxlite_devices::legacy::serial::{SerialDevice, SERIAL_PORT_COUNT};
+use boxlite_devices::legacy::EventFdTrigger;
 
 fn eventfd(what: &'static str) -> Result<EventFd> {
     EventFd::new(EFD_NONBLOCK).map_err(Error::io(what))

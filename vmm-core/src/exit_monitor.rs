@@ -12,8 +12,8 @@ use vmm_sys_util::eventfd::EventFd;
 
 use boxlite_proto::VmOutcome;
 
-use crate::legacy::console::PanicWatch;
 use crate::vstate::vcpu::VcpuStopped;
+use boxlite_devices::legacy::console::PanicWatch;
 
 /// How the VM ended, with details for logs and crash reports.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,14 +15,13 @@ pub mod builder;
 pub mod error;
 pub mod exit_monitor;
 pub mod layout;
-pub mod legacy;
 pub mod memory;
 pub mod virtio;
 pub mod vmm;
 pub mod vstate;
 
+pub use boxlite_devices::legacy::boot_timer::BootTime;
 pub use builder::build_vm;
 pub use error::{Error, Result};
 pub use exit_monitor::VmEnd;
-pub use legacy::boot_timer::BootTime;
 pub use vmm::{ShutdownHandle, ThreadHook, ThreadHooks, VmExit, Vmm};

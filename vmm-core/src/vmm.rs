@@ -14,9 +14,9 @@ use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
 use crate::error::{Error, Result};
 use crate::exit_monitor::{ExitMonitor, VmEnd};
-use crate::legacy::boot_timer::BootTime;
 use crate::vstate::vcpu::{StopReporter, Vcpu};
 use crate::vstate::vm::Vm;
+use boxlite_devices::legacy::boot_timer::BootTime;
 
 /// The event loop's subscribers: the exit monitor now, devices later.
 pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;

@@ -146,7 +146,7 @@ impl Vcpu {
     }
 
     /// Runs the vCPU until the guest stops it, an error occurs, or `stop` is set (the VMM then
-    /// kicks the thread once with [`kick`]). A stop caused by the guest or an error is reported.
+    /// kicks the thread once; its signal handler sets `immediate_exit`). A stop caused by the guest or an error is reported.
     pub fn run(mut self, stop: &AtomicBool, reporter: &StopReporter) {
         let index = self.index;
         let _kickable = KickTarget::set(self.fd.get_kvm_run());

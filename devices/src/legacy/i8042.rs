@@ -3,8 +3,8 @@
 
 use vm_superio::I8042Device;
 
+use crate::bus::BusDevice;
 use crate::legacy::EventFdTrigger;
-use boxlite_devices::bus::BusDevice;
 
 /// Ports 0x60 (data) through 0x64 (command/status).
 pub const I8042_PORT_COUNT: u64 = 5;

@@ -8,7 +8,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use boxlite_devices::bus::BusDevice;
+use crate::bus::BusDevice;
 
 /// Ports 0x70 (index) and 0x71 (data).
 pub const CMOS_PORT_COUNT: u64 = 2;
@@ -47,6 +47,11 @@ struct DateTime {
 
 /// Converts seconds since the Unix epoch to a UTC calendar date (proleptic Gregorian; the
 /// days-to-civil algorithm by Howard Hinnant).
+// Each field is bounded by the calendar (a year of the host's clock, 1..=12, 1..=31, ...).
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "calendar fields fit in u32"
+)]
 fn civil_from_unix(secs: u64) -> DateTime {
     let days = secs / 86_400;
     let rem = secs % 86_400;
@@ -73,7 +78,8 @@ fn civil_from_unix(secs: u64) -> DateTime {
 
 fn bcd(value: u32) -> u8 {
     let value = value % 100;
-    (((value / 10) << 4) | (value % 10)) as u8
+    // Two BCD digits: at most 0x99.
+    u8::try_from(((value / 10) << 4) | (value % 10)).unwrap_or(0x99)
 }
 
 /// The CMOS device.

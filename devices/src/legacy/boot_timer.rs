@@ -1,13 +1,11 @@
-//! Firecracker-compatible boot timer: a guest that writes the byte 123 at [`BOOT_TIMER_ADDR`]
-//! when it has booted gets the time since the VM started being built logged, in wall-clock and
+//! Firecracker-compatible boot timer: a guest that writes the byte 123 at `BOOT_TIMER_ADDR`
+//! (the VMM's guest layout places it) when it has booted gets the time since the VM started being built logged, in wall-clock and
 //! VMM CPU microseconds. Guests and benchmarks built for Firecracker work unchanged.
-//!
-//! [`BOOT_TIMER_ADDR`]: crate::layout::BOOT_TIMER_ADDR
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use boxlite_devices::bus::BusDevice;
+use crate::bus::BusDevice;
 
 /// The byte that marks "booted".
 pub const MAGIC_BOOT_COMPLETE: u8 = 123;
@@ -41,7 +39,11 @@ pub fn process_cpu_time() -> Duration {
     if rc != 0 {
         return Duration::ZERO;
     }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    // The kernel keeps tv_nsec below 10^9 and the CPU time non-negative.
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 impl BootTimer {

@@ -3,9 +3,9 @@
 use vm_superio::serial::NoEvents;
 use vm_superio::Serial;
 
+use crate::bus::BusDevice;
 use crate::legacy::console::ConsoleWriter;
 use crate::legacy::EventFdTrigger;
-use boxlite_devices::bus::BusDevice;
 
 /// The UART occupies eight consecutive ports.
 pub const SERIAL_PORT_COUNT: u64 = 8;
