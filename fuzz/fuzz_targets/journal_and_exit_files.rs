@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
+use boxlite_fuzz::input::run_input;
 use boxlite_lifecycle::{Runtime, RuntimeOptions};
 use boxlite_proto::journal::{decode_journal, encode_record};
 use boxlite_proto::{BoxState, ExitRecord, JournalRecord, ShimEnd, VmOutcome};
@@ -342,9 +343,4 @@ fn run(input: Input) {
     }
 }
 
-fuzz_target!(|input: Input| {
-    if std::env::var_os("FUZZ_SHOW").is_some() {
-        eprintln!("SHOW {input:?}");
-    }
-    run(input)
-});
+fuzz_target!(|input: Input| run_input(input, false, run));

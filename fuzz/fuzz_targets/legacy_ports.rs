@@ -30,6 +30,7 @@ use boxlite_devices::legacy::console::{
 use boxlite_devices::legacy::i8042::{I8042, I8042_PORT_COUNT};
 use boxlite_devices::legacy::serial::{SerialDevice, SERIAL_PORT_COUNT};
 use boxlite_devices::legacy::EventFdTrigger;
+use boxlite_fuzz::input::run_input;
 use boxlite_vmm_core::layout::{BOOT_TIMER_ADDR, CMOS_PORT, COM1_PORT, I8042_PORT};
 use libfuzzer_sys::fuzz_target;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -301,9 +302,4 @@ fn run(input: Input) {
     );
 }
 
-fuzz_target!(|input: Input| {
-    if std::env::var_os("FUZZ_SHOW").is_some() {
-        eprintln!("SHOW {input:?}");
-    }
-    run(input)
-});
+fuzz_target!(|input: Input| run_input(input, false, run));

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use arbitrary::Arbitrary;
 use boxlite_devices::virtio::block::{Block, BlockOptions, SECTOR_SIZE};
 use boxlite_devices::virtio::VirtioDevice;
-use boxlite_fuzz::fds::{assert_no_fd_leak, open_fds};
+use boxlite_fuzz::input::run_input;
 use boxlite_fuzz::ring::{
     guest_memory, interrupt, queue_size, Addr, Arena, Chains, RawDesc, Ring, Segment, DATA_START,
 };
@@ -305,11 +305,4 @@ fn run(input: Input) {
     }
 }
 
-fuzz_target!(|input: Input| {
-    if std::env::var_os("FUZZ_SHOW").is_some() {
-        eprintln!("SHOW {input:?}");
-    }
-    let before = open_fds();
-    run(input);
-    assert_no_fd_leak(before);
-});
+fuzz_target!(|input: Input| run_input(input, true, run));

@@ -20,7 +20,7 @@ use boxlite_devices::virtio::mmio::{MmioTransport, MMIO_WINDOW_SIZE};
 use boxlite_devices::virtio::rng::Rng;
 use boxlite_devices::virtio::vsock::Vsock;
 use boxlite_devices::virtio::VirtioDevice;
-use boxlite_fuzz::fds::{assert_no_fd_leak, open_fds};
+use boxlite_fuzz::input::run_input;
 use boxlite_fuzz::ring::{guest_memory, interrupt, Addr};
 use boxlite_proto::DiskFormat;
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
@@ -333,11 +333,4 @@ fn run(input: Input) {
     }
 }
 
-fuzz_target!(|input: Input| {
-    if std::env::var_os("FUZZ_SHOW").is_some() {
-        eprintln!("SHOW {input:?}");
-    }
-    let before = open_fds();
-    run(input);
-    assert_no_fd_leak(before);
-});
+fuzz_target!(|input: Input| run_input(input, true, run));

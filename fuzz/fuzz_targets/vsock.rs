@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use arbitrary::Arbitrary;
 use boxlite_devices::virtio::vsock::{Vsock, HOST_CID};
 use boxlite_devices::virtio::VirtioDevice;
-use boxlite_fuzz::fds::{assert_no_fd_leak, open_fds};
+use boxlite_fuzz::input::run_input;
 use boxlite_fuzz::ring::{guest_memory, interrupt, Arena, Chains, RawDesc, Ring, Segment};
 use event_manager::{EventManager, SubscriberOps};
 use libfuzzer_sys::fuzz_target;
@@ -559,11 +559,4 @@ fn run(input: Input) {
     }
 }
 
-fuzz_target!(|input: Input| {
-    if std::env::var_os("FUZZ_SHOW").is_some() {
-        eprintln!("SHOW {input:?}");
-    }
-    let before = open_fds();
-    run(input);
-    assert_no_fd_leak(before);
-});
+fuzz_target!(|input: Input| run_input(input, true, run));
